@@ -1,0 +1,1 @@
+//! The whisper format.
