@@ -67,14 +67,20 @@ mod tests {
         assert_eq!(validate_path_name("servers.web01.cpu"), Ok(()));
         assert_eq!(validate_path_name("a-b_c:d#e"), Ok(()));
         assert_eq!(validate_path_name(""), Err(NameError::Empty));
-        assert_eq!(validate_path_name("../../etc/passwd"), Err(NameError::PathSeparator));
+        assert_eq!(
+            validate_path_name("../../etc/passwd"),
+            Err(NameError::PathSeparator)
+        );
         assert_eq!(validate_path_name(".."), Err(NameError::EmptyComponent));
         assert_eq!(validate_path_name("a..b"), Err(NameError::EmptyComponent));
         assert_eq!(validate_path_name(".a"), Err(NameError::EmptyComponent));
         assert_eq!(validate_path_name("a."), Err(NameError::EmptyComponent));
         assert_eq!(validate_path_name("a\0b"), Err(NameError::ControlCharacter));
         assert_eq!(validate_path_name("a\\b"), Err(NameError::PathSeparator));
-        assert_eq!(validate_path_name(&"x".repeat(300)), Err(NameError::ComponentTooLong));
+        assert_eq!(
+            validate_path_name(&"x".repeat(300)),
+            Err(NameError::ComponentTooLong)
+        );
         let long = vec!["x"; 3000].join(".");
         assert_eq!(validate_path_name(&long), Err(NameError::TooLong));
     }

@@ -78,8 +78,9 @@ impl Retention {
     /// Parses one `precision:duration` definition, e.g. `60s:7d`, `1m:1y` or `10:8640`.
     pub fn parse(def: &str) -> Result<Self, RetentionError> {
         let trimmed = def.trim();
-        let (precision, points) =
-            trimmed.split_once(':').ok_or_else(|| RetentionError::Definition(def.to_string()))?;
+        let (precision, points) = trimmed
+            .split_once(':')
+            .ok_or_else(|| RetentionError::Definition(def.to_string()))?;
         let too_large = || RetentionError::TooLarge(def.to_string());
 
         let spp = match number_and_unit(precision) {
@@ -130,7 +131,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn r(spp: u32, points: u32) -> Retention {
-        Retention { seconds_per_point: spp, points }
+        Retention {
+            seconds_per_point: spp,
+            points,
+        }
     }
 
     #[test]
@@ -147,15 +151,27 @@ mod tests {
 
     #[test]
     fn bad_definitions_are_typed_errors() {
-        assert!(matches!(Retention::parse("60"), Err(RetentionError::Definition(_))));
-        assert!(matches!(Retention::parse("x:60"), Err(RetentionError::Precision(_))));
+        assert!(matches!(
+            Retention::parse("60"),
+            Err(RetentionError::Definition(_))
+        ));
+        assert!(matches!(
+            Retention::parse("x:60"),
+            Err(RetentionError::Precision(_))
+        ));
         assert!(matches!(Retention::parse("60:"), Err(RetentionError::Points(_))));
         assert!(matches!(Retention::parse("60:1mo"), Err(RetentionError::Unit(_))));
-        assert!(matches!(Retention::parse("60:1D"), Err(RetentionError::Points(_))));
+        assert!(matches!(
+            Retention::parse("60:1D"),
+            Err(RetentionError::Points(_))
+        ));
         assert!(matches!(Retention::parse("0:60"), Err(RetentionError::Zero(_))));
         assert!(matches!(Retention::parse("0s:1d"), Err(RetentionError::Zero(_))));
         assert!(matches!(Retention::parse("1d:1h"), Err(RetentionError::Zero(_))));
-        assert!(matches!(Retention::parse("1:99999999999"), Err(RetentionError::TooLarge(_))));
+        assert!(matches!(
+            Retention::parse("1:99999999999"),
+            Err(RetentionError::TooLarge(_))
+        ));
         assert!(matches!(
             Retention::parse("99999999999999999y:1"),
             Err(RetentionError::TooLarge(_))
@@ -164,7 +180,10 @@ mod tests {
 
     #[test]
     fn lists() {
-        assert_eq!(Retention::parse_list("10s:6h,1m:7d"), Ok(vec![r(10, 2160), r(60, 10080)]));
+        assert_eq!(
+            Retention::parse_list("10s:6h,1m:7d"),
+            Ok(vec![r(10, 2160), r(60, 10080)])
+        );
         assert!(Retention::parse_list("10s:6h,,1m:7d").is_err());
     }
 
