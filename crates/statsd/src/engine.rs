@@ -1,0 +1,603 @@
+//! The buckets of stats.js and its flush: what a packet changes, what a flush sends and clears.
+
+use std::collections::HashSet;
+
+use indexmap::IndexMap;
+
+use crate::config::{Config, Settings};
+use crate::error::ConfigError;
+use crate::graphite::{BackendStats, Flush, GraphiteLine, Namer};
+use crate::jsnum::js_round;
+use crate::parse::{Line, Sample, Value, decode_ascii, decode_utf8, lines};
+use crate::timer::{Stat, timer_data};
+
+/// JS objects ignore writes to `__proto__` (and statsd would crash on it as a timer or set key):
+/// metrics under that key vanish, set members of that name are never counted.
+const PROTO: &str = "__proto__";
+
+#[derive(Debug, Clone, Default)]
+struct Timer {
+    values: Vec<f64>,
+    count: f64,
+}
+
+/// Measured durations statsd reports about itself; pure code cannot time itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FlushTimings {
+    /// `processing_time`: ms spent in process_metrics.
+    pub processing_ms: f64,
+    /// `graphiteStats.calculationtime`: ms spent building the graphite lines.
+    pub calculation_ms: f64,
+}
+
+/// Counts the engine keeps beside the buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bad segments since start (statsd's `stats.messages.bad_lines_seen`).
+    pub bad_lines_seen: u64,
+    /// Samples refused because `max_keys` distinct keys were held.
+    pub keys_over_limit: u64,
+}
+
+/// A StatsD server's state without the sockets: feed it packets, call [`Statsd::flush`] every
+/// flushInterval, send the lines to graphite.
+#[derive(Debug, Clone)]
+pub struct Statsd {
+    settings: Settings,
+    namer: Namer,
+    counters: IndexMap<String, f64>,
+    timers: IndexMap<String, Timer>,
+    gauges: IndexMap<String, f64>,
+    gauges_ttl: IndexMap<String, u64>,
+    sets: IndexMap<String, HashSet<String>>,
+    bad_lines_key: String,
+    packets_key: String,
+    metrics_key: String,
+    lag_key: String,
+    over_limit_key: String,
+    internal_keys: usize,
+    startup_time: i64,
+    old_timestamp: i64,
+    backend: BackendStats,
+    stats: EngineStats,
+}
+
+impl Statsd {
+    /// A fresh engine; `startup_ms` is the wall clock at start (statsd's `startup_time`).
+    pub fn new(config: Config, startup_ms: i64) -> Result<Self, ConfigError> {
+        let settings = config.validate()?;
+        let p = &settings.config.prefix_stats;
+        let mut counters = IndexMap::new();
+        let bad_lines_key = format!("{p}.bad_lines_seen");
+        let packets_key = format!("{p}.packets_received");
+        let metrics_key = format!("{p}.metrics_received");
+        let over_limit_key = format!("{p}.keys_over_limit");
+        counters.insert(bad_lines_key.clone(), 0.0);
+        counters.insert(packets_key.clone(), 0.0);
+        counters.insert(metrics_key.clone(), 0.0);
+        if settings.config.max_keys.is_some() {
+            counters.insert(over_limit_key.clone(), 0.0);
+        }
+        let startup_time = js_round(startup_ms as f64 / 1000.0) as i64;
+        Ok(Statsd {
+            namer: Namer::new(&settings.config),
+            internal_keys: counters.len(),
+            counters,
+            timers: IndexMap::new(),
+            gauges: IndexMap::new(),
+            gauges_ttl: IndexMap::new(),
+            sets: IndexMap::new(),
+            lag_key: format!("{p}.timestamp_lag"),
+            bad_lines_key,
+            packets_key,
+            metrics_key,
+            over_limit_key,
+            startup_time,
+            old_timestamp: 0,
+            backend: BackendStats {
+                last_exception: 0,
+                last_flush: startup_time,
+                flush_time_ms: 0.0,
+                flush_length: 0,
+            },
+            stats: EngineStats::default(),
+            settings,
+        })
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Counts beside the buckets.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// A UDP datagram (decoded as UTF-8, invalid bytes as U+FFFD).
+    pub fn handle_packet(&mut self, packet: &[u8]) {
+        let text = decode_utf8(packet);
+        self.handle_text(&text);
+    }
+
+    /// A TCP chunk ending at a newline (decoded as node's `ascii`: high bit cleared).
+    pub fn handle_tcp_packet(&mut self, packet: &[u8]) {
+        let text = decode_ascii(packet);
+        self.handle_text(&text);
+    }
+
+    /// An already decoded packet.
+    pub fn handle_text(&mut self, packet: &str) {
+        bump(&mut self.counters, &self.packets_key, 1.0);
+        let sanitize = self.settings.config.key_name_sanitize;
+        for raw in lines(packet) {
+            bump(&mut self.counters, &self.metrics_key, 1.0);
+            let line = Line::parse(raw, sanitize);
+            for seg in line.samples() {
+                match seg {
+                    Ok(sample) => self.record(line.key(), sample),
+                    Err(_) => {
+                        bump(&mut self.counters, &self.bad_lines_key, 1.0);
+                        self.stats.bad_lines_seen += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn held_keys(&self) -> usize {
+        let held = self.counters.len() + self.timers.len() + self.gauges.len() + self.sets.len();
+        let lag = usize::from(self.gauges.contains_key(&self.lag_key));
+        held.saturating_sub(self.internal_keys + lag)
+    }
+
+    /// Whether a new key may be created; counts the refusal otherwise.
+    fn admit_new_key(&mut self) -> bool {
+        match self.settings.config.max_keys {
+            Some(max) if self.held_keys() >= max => {
+                self.stats.keys_over_limit += 1;
+                bump(&mut self.counters, &self.over_limit_key, 1.0);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Applies one sample to its bucket, as stats.js does.
+    pub fn record(&mut self, key: &str, sample: Sample<'_>) {
+        if key == PROTO {
+            return;
+        }
+        match sample.value {
+            Value::Counter(v) => {
+                let add = v * (1.0 / sample.sample_rate);
+                if let Some(c) = self.counters.get_mut(key) {
+                    // `if (!counters[key]) counters[key] = 0;` also resets NaN.
+                    if *c == 0.0 || c.is_nan() {
+                        *c = 0.0;
+                    }
+                    *c += add;
+                } else if self.admit_new_key() {
+                    self.counters.insert(key.to_string(), 0.0 + add);
+                }
+            }
+            Value::Timer(v) => {
+                if !self.timers.contains_key(key) {
+                    if !self.admit_new_key() {
+                        return;
+                    }
+                    self.timers.insert(key.to_string(), Timer::default());
+                }
+                let Some(t) = self.timers.get_mut(key) else {
+                    return;
+                };
+                t.values.push(v);
+                t.count += 1.0 / sample.sample_rate;
+            }
+            Value::Gauge { value, delta } => {
+                let exists = self.gauges.contains_key(key);
+                if !exists && !self.admit_new_key() {
+                    return;
+                }
+                if self.settings.delete_gauges {
+                    match self.gauges_ttl.get_mut(key) {
+                        Some(t) => *t = self.settings.gauges_max_ttl,
+                        None => {
+                            self.gauges_ttl
+                                .insert(key.to_string(), self.settings.gauges_max_ttl);
+                        }
+                    }
+                }
+                match self.gauges.get_mut(key) {
+                    // `gauges[key]` must be truthy (non-zero, not NaN) for a delta to add.
+                    Some(g) if delta && *g != 0.0 && !g.is_nan() => *g += value,
+                    Some(g) => *g = value,
+                    None => {
+                        self.gauges.insert(key.to_string(), value);
+                    }
+                }
+            }
+            Value::Set(member) => {
+                if !self.sets.contains_key(key) {
+                    if !self.admit_new_key() {
+                        return;
+                    }
+                    self.sets.insert(key.to_string(), HashSet::new());
+                }
+                let Some(s) = self.sets.get_mut(key) else {
+                    return;
+                };
+                if member != PROTO && !s.contains(member) {
+                    s.insert(member.to_string());
+                }
+            }
+        }
+    }
+
+    /// How long until the next flush, as statsd's `getFlushTimeout` aligns flushes to
+    /// whole intervals after its start second.
+    pub fn next_flush_delay_ms(&self, now_ms: i64) -> i64 {
+        let interval = self.settings.flush_interval_ms as f64;
+        let start = self.startup_time as f64 * 1000.0;
+        let attempt = js_round((now_ms as f64 - start) / interval) + 1.0;
+        (start + attempt * interval - now_ms as f64) as i64
+    }
+
+    /// Flushes with zero self-timings. See [`Statsd::flush_with`].
+    pub fn flush(&mut self, now_ms: i64) -> Flush {
+        self.flush_with(now_ms, FlushTimings::default())
+    }
+
+    /// Computes the flush at `now_ms` (wall clock), returns the graphite lines and clears the
+    /// buckets as stats.js's `clear_metrics` does. The backend's own lines (`graphiteStats.*`)
+    /// report the previous payload, as graphite.js does.
+    pub fn flush_with(&mut self, now_ms: i64, timings: FlushTimings) -> Flush {
+        let ts = js_round(now_ms as f64 / 1000.0) as i64;
+        let interval_s = self.settings.flush_interval_ms as f64 / 1000.0;
+        if self.old_timestamp > 0 {
+            let lag = (ts - self.old_timestamp) as f64 - interval_s;
+            match self.gauges.get_mut(&self.lag_key) {
+                Some(g) => *g = lag,
+                None => {
+                    self.gauges.insert(self.lag_key.clone(), lag);
+                }
+            }
+        }
+        self.old_timestamp = ts;
+
+        let mut out: Vec<GraphiteLine> = Vec::new();
+        let mut num_stats = 0.0;
+        for i in js_order(self.counters.keys()) {
+            if let Some((key, value)) = self.counters.get_index(i) {
+                self.namer.counter(&mut out, key, *value, value / interval_s, ts);
+                num_stats += 1.0;
+            }
+        }
+        let config = &self.settings.config;
+        for i in js_order(self.timers.keys()) {
+            if let Some((key, t)) = self.timers.get_index_mut(i) {
+                let data = timer_data(
+                    key,
+                    &mut t.values,
+                    t.count,
+                    &self.settings.thresholds,
+                    self.settings.flush_interval_ms,
+                    &config.histogram,
+                    config.calculated_timer_metrics.as_deref(),
+                );
+                for (name, stat) in &data.0 {
+                    match stat {
+                        Stat::Num(v) => self.namer.timer(&mut out, key, &[name], *v, ts),
+                        Stat::Undefined => {}
+                        Stat::Histogram(bins) => {
+                            for (bin, freq) in bins {
+                                self.namer.timer(&mut out, key, &[name, bin], *freq, ts);
+                            }
+                        }
+                    }
+                }
+                num_stats += 1.0;
+            }
+        }
+        for i in js_order(self.gauges.keys()) {
+            if let Some((key, v)) = self.gauges.get_index(i) {
+                self.namer.gauge(&mut out, key, *v, ts);
+                num_stats += 1.0;
+            }
+        }
+        for i in js_order(self.sets.keys()) {
+            if let Some((key, s)) = self.sets.get_index(i) {
+                self.namer.set(&mut out, key, s.len() as f64, ts);
+                num_stats += 1.0;
+            }
+        }
+        self.namer.internals(
+            &mut out,
+            num_stats,
+            timings.calculation_ms,
+            timings.processing_ms,
+            ts,
+        );
+        self.namer.backend_stats(&mut out, &self.backend, ts);
+        let flush = Flush {
+            timestamp: ts,
+            lines: out,
+        };
+        self.backend.flush_length = flush.to_text().encode_utf16().count();
+        self.backend.last_flush = ts;
+        self.clear();
+        flush
+    }
+
+    /// Records how the last payload's send went, for the next `graphiteStats` lines.
+    pub fn note_graphite_send(&mut self, flush_time_ms: f64, finished_at_s: i64) {
+        self.backend.flush_time_ms = flush_time_ms;
+        self.backend.last_flush = finished_at_s;
+    }
+
+    /// Records a failed send (graphite.js's `last_exception`).
+    pub fn note_graphite_error(&mut self, at_s: i64) {
+        self.backend.last_exception = at_s;
+    }
+
+    /// stats.js `clear_metrics`.
+    fn clear(&mut self) {
+        let s = &self.settings;
+        if s.delete_counters {
+            self.counters.retain(|k, v| {
+                let keep = k.contains("packets_received")
+                    || k.contains("metrics_received")
+                    || k.contains("bad_lines_seen")
+                    || *k == self.over_limit_key;
+                *v = 0.0;
+                keep
+            });
+        } else {
+            self.counters.values_mut().for_each(|v| *v = 0.0);
+        }
+        if s.delete_timers {
+            self.timers.clear();
+        } else {
+            for t in self.timers.values_mut() {
+                t.values.clear();
+                t.count = 0.0;
+            }
+        }
+        if s.delete_sets {
+            self.sets.clear();
+        } else {
+            self.sets.values_mut().for_each(HashSet::clear);
+        }
+        if s.delete_gauges {
+            let mut expired: HashSet<String> = HashSet::new();
+            self.gauges_ttl.retain(|k, ttl| {
+                *ttl = ttl.saturating_sub(1);
+                if *ttl < 1 {
+                    expired.insert(k.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            if !expired.is_empty() {
+                self.gauges.retain(|k, _| !expired.contains(k));
+            }
+        }
+    }
+
+    /// Current counters, in insertion order (the admin `counters` command).
+    pub fn counters(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.counters.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Current gauges, in insertion order.
+    pub fn gauges(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.gauges.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Current timer values, in insertion order.
+    pub fn timers(&self) -> impl Iterator<Item = (&str, &[f64])> {
+        self.timers.iter().map(|(k, t)| (k.as_str(), t.values.as_slice()))
+    }
+}
+
+fn bump(counters: &mut IndexMap<String, f64>, key: &str, by: f64) {
+    match counters.get_mut(key) {
+        Some(c) => *c += by,
+        None => {
+            counters.insert(key.to_string(), by);
+        }
+    }
+}
+
+/// Whether `k` is an array index (canonical u32 below 2^32 − 1), which JS enumerates first.
+fn array_index(k: &str) -> Option<u32> {
+    if k.is_empty() || k.len() > 10 || (k.len() > 1 && k.starts_with('0')) {
+        return None;
+    }
+    if !k.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    k.parse::<u64>()
+        .ok()
+        .filter(|v| *v < u64::from(u32::MAX))
+        .and_then(|v| u32::try_from(v).ok())
+}
+
+/// The order `for…in` visits an object's keys: integer-like keys ascending, then the rest in
+/// insertion order.
+fn js_order<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<usize> {
+    let mut ints: Vec<(u32, usize)> = Vec::new();
+    let mut rest: Vec<usize> = Vec::new();
+    for (i, k) in keys.enumerate() {
+        match array_index(k) {
+            Some(n) => ints.push((n, i)),
+            None => rest.push(i),
+        }
+    }
+    ints.sort_unstable();
+    ints.into_iter().map(|(_, i)| i).chain(rest).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(json: &str) -> Statsd {
+        Statsd::new(Config::from_json(json).unwrap(), 1_000_000_000_000).unwrap()
+    }
+
+    fn names(f: &Flush) -> Vec<&str> {
+        f.lines.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    #[test]
+    fn counters_and_internal_metrics() {
+        let mut e = engine(r#"{"flushInterval": 1000}"#);
+        e.handle_packet(b"a:1|c\na:2|c|@0.1\nbad\n\nb:x|c");
+        let f = e.flush(1_000_000_001_000);
+        assert_eq!(f.timestamp, 1_000_000_001);
+        assert_eq!(f.value("stats.a"), Some("21"));
+        assert_eq!(f.value("stats_counts.a"), Some("21"));
+        assert_eq!(f.value("stats_counts.statsd.bad_lines_seen"), Some("2"));
+        assert_eq!(f.value("stats_counts.statsd.packets_received"), Some("1"));
+        assert_eq!(f.value("stats_counts.statsd.metrics_received"), Some("4"));
+        assert_eq!(f.value("statsd.numStats"), Some("4"));
+        assert_eq!(
+            f.value("stats.statsd.graphiteStats.last_flush"),
+            Some("1000000000")
+        );
+        assert_eq!(f.value("stats.statsd.graphiteStats.flush_length"), Some("0"));
+        assert_eq!(e.stats().bad_lines_seen, 2);
+        // Second flush: idle counters are sent as 0, the lag gauge appears.
+        let g = e.flush(1_000_000_002_400);
+        assert_eq!(g.value("stats.a"), Some("0"));
+        assert_eq!(g.value("stats.gauges.statsd.timestamp_lag"), Some("0"));
+        let flen: usize = f.to_text().encode_utf16().count();
+        assert_eq!(
+            g.value("stats.statsd.graphiteStats.flush_length"),
+            Some(flen.to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn gauges_deltas_and_ttl() {
+        let mut e = engine(r#"{"deleteGauges": true, "gaugesMaxTTL": 2}"#);
+        e.handle_packet(b"g:+5|g\ng:-2|g\nz:0|g\nz:+3|g\nz:-1|g\nn:Infinity|g\nn:-Infinity|g");
+        let f = e.flush(1_000_000_010_000);
+        assert_eq!(f.value("stats.gauges.g"), Some("3"));
+        assert_eq!(f.value("stats.gauges.z"), Some("2"));
+        assert_eq!(f.value("stats.gauges.n"), Some("NaN"));
+        // A NaN gauge is falsy in JS: the next delta sets instead of adding.
+        e.handle_packet(b"n:+5|g");
+        assert_eq!(e.gauges().find(|(k, _)| *k == "n").map(|(_, v)| v), Some(5.0));
+        let f = e.flush(1_000_000_020_000);
+        assert_eq!(f.value("stats.gauges.g"), Some("3"));
+        let f = e.flush(1_000_000_030_000);
+        assert_eq!(f.value("stats.gauges.g"), None);
+        e.handle_packet(b"g:+4|g");
+        let f = e.flush(1_000_000_040_000);
+        assert_eq!(f.value("stats.gauges.g"), Some("4"));
+    }
+
+    #[test]
+    fn delete_idle_and_order() {
+        let mut e = engine(r#"{"deleteIdleStats": true}"#);
+        e.handle_packet(b"b:1|c\n10:1|c\n2:1|c\nfoo.packets_received:1|c\nt:1|ms\ns:x|s");
+        let f = e.flush(1_000_000_010_000);
+        let counters: Vec<&str> = names(&f)
+            .into_iter()
+            .filter(|n| n.starts_with("stats_counts"))
+            .collect();
+        assert_eq!(
+            counters,
+            [
+                "stats_counts.2",
+                "stats_counts.10",
+                "stats_counts.statsd.bad_lines_seen",
+                "stats_counts.statsd.packets_received",
+                "stats_counts.statsd.metrics_received",
+                "stats_counts.b",
+                "stats_counts.foo.packets_received",
+            ]
+        );
+        let f = e.flush(1_000_000_020_000);
+        assert_eq!(f.value("stats.b"), None);
+        assert_eq!(f.value("stats.foo.packets_received"), Some("0"));
+        assert_eq!(f.value("stats.timers.t.count"), None);
+        assert_eq!(f.value("stats.sets.s.count"), None);
+    }
+
+    #[test]
+    fn idle_timers_sets_without_delete() {
+        let mut e = engine("{}");
+        e.handle_packet(b"t:1|ms\ns:x|s\ns:y|s\ns:x|s\ns:__proto__|s\n__proto__:1|c");
+        let f = e.flush(1_000_000_010_000);
+        assert_eq!(f.value("stats.sets.s.count"), Some("2"));
+        assert_eq!(f.value("stats.__proto__"), None);
+        let f = e.flush(1_000_000_020_000);
+        assert_eq!(f.value("stats.timers.t.count"), Some("0"));
+        assert_eq!(f.value("stats.timers.t.count_ps"), Some("0"));
+        assert_eq!(f.value("stats.timers.t.upper"), None);
+        assert_eq!(f.value("stats.sets.s.count"), Some("0"));
+    }
+
+    #[test]
+    fn non_legacy_names_suffix_and_tags() {
+        let mut e = engine(
+            r#"{"graphite": {"legacyNamespace": false, "globalPrefix": "p", "prefixCounter": "",
+                "globalSuffix": "h"}, "percentThreshold": [50]}"#,
+        );
+        e.handle_packet(b"c:1|c|#env:prod\nt:2|ms\ng:1|g\ns:1|s");
+        let f = e.flush(1_000_000_010_000);
+        assert_eq!(f.value("p.c.rate.h;env=prod"), Some("0.1"));
+        assert_eq!(f.value("p.c.count.h;env=prod"), Some("1"));
+        assert_eq!(f.value("p.timers.t.upper_50.h"), Some("2"));
+        assert_eq!(f.value("p.gauges.g.h"), Some("1"));
+        assert_eq!(f.value("p.sets.s.count.h"), Some("1"));
+        assert_eq!(f.value("p.statsd.numStats.h"), Some("7"));
+        assert_eq!(f.value("p.statsd.graphiteStats.calculationtime.h"), Some("0"));
+        assert_eq!(f.value("p.statsd.processing_time.h"), Some("0"));
+        assert_eq!(f.value("p.statsd.graphiteStats.last_exception.h"), Some("0"));
+    }
+
+    #[test]
+    fn unsanitized_keys_are_cleaned_by_the_backend_only_in_the_name() {
+        let mut e = engine(r#"{"keyNameSanitize": false}"#);
+        e.handle_packet(b"a b/c:1|c|#t:x y");
+        let f = e.flush(1_000_000_010_000);
+        assert_eq!(f.value("stats.a_b-c;t=x y"), Some("0.1"));
+    }
+
+    #[test]
+    fn key_limit() {
+        let mut e = engine(r#"{"carbideMaxKeys": 2}"#);
+        e.handle_packet(b"a:1|c\nb:1|ms\nc:1|g\na:1|c\nd:x|s");
+        assert_eq!(e.stats().keys_over_limit, 2);
+        let f = e.flush(1_000_000_010_000);
+        assert_eq!(f.value("stats_counts.a"), Some("2"));
+        assert_eq!(f.value("stats.gauges.c"), None);
+        assert_eq!(f.value("stats_counts.statsd.keys_over_limit"), Some("2"));
+    }
+
+    #[test]
+    fn flush_delay_aligns_to_start() {
+        let e = engine(r#"{"flushInterval": 400}"#);
+        assert_eq!(e.next_flush_delay_ms(1_000_000_000_100), 300);
+        assert_eq!(e.next_flush_delay_ms(1_000_000_000_250), 550);
+    }
+
+    #[test]
+    fn js_key_order() {
+        let keys: Vec<String> = ["b", "10", "a", "2", "4294967295", "4294967294", "01"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let order: Vec<&str> = js_order(keys.iter())
+            .into_iter()
+            .map(|i| keys[i].as_str())
+            .collect();
+        assert_eq!(order, ["2", "10", "4294967294", "b", "a", "4294967295", "01"]);
+    }
+}

@@ -1,0 +1,267 @@
+//! Names and lines as etsy statsd's backends/graphite.js writes them.
+//!
+//! `format(namespace, key, parts…)` splits the key at `;`: the first piece is the name, the rest
+//! are tags re-appended after the suffix (`stats.timers.api.upper_90.host;env=prod`).
+
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::jsnum::JsNumber;
+use crate::parse::sanitize_key;
+
+/// One line of the graphite plaintext protocol: `name value timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphiteLine {
+    /// The full metric name, tags included.
+    pub name: String,
+    /// The value as JS prints it (`0.30000000000000004`, `NaN`, `1e+21`).
+    pub value: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+/// The namespaces of graphite.js's `init`, resolved once.
+#[derive(Debug, Clone)]
+pub struct Namer {
+    legacy: bool,
+    global: Vec<String>,
+    counter: Vec<String>,
+    timer: Vec<String>,
+    gauge: Vec<String>,
+    set: Vec<String>,
+    suffix: String,
+    prefix_stats: String,
+    sanitize_names: bool,
+    flush_counts: bool,
+}
+
+impl Namer {
+    /// Builds the namespaces from a config.
+    pub fn new(config: &Config) -> Self {
+        let g = &config.graphite;
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let (global, counter, timer, gauge, set) = if g.legacy_namespace {
+            (
+                s(&["stats"]),
+                s(&["stats"]),
+                s(&["stats", "timers"]),
+                s(&["stats", "gauges"]),
+                s(&["stats", "sets"]),
+            )
+        } else {
+            let global: Vec<String> = if g.global_prefix.is_empty() {
+                vec![]
+            } else {
+                vec![g.global_prefix.clone()]
+            };
+            let with = |p: &str| {
+                let mut v = global.clone();
+                if !p.is_empty() {
+                    v.push(p.to_string());
+                }
+                v
+            };
+            (
+                global.clone(),
+                with(&g.prefix_counter),
+                with(&g.prefix_timer),
+                with(&g.prefix_gauge),
+                with(&g.prefix_set),
+            )
+        };
+        Namer {
+            legacy: g.legacy_namespace,
+            global,
+            counter,
+            timer,
+            gauge,
+            set,
+            suffix: g
+                .global_suffix
+                .as_ref()
+                .map_or(String::new(), |s| format!(".{s}")),
+            prefix_stats: config.prefix_stats.clone(),
+            sanitize_names: !config.key_name_sanitize,
+            flush_counts: config.flush_counts,
+        }
+    }
+
+    /// graphite.js `format`: namespace, name, parts joined by `.`, then suffix, then tags.
+    fn format(&self, namespace: &[String], key: &str, parts: &[&str]) -> String {
+        let (name, tags) = match key.split_once(';') {
+            Some((n, t)) => (n, Some(t)),
+            None => (key, None),
+        };
+        let name = if self.sanitize_names {
+            sanitize_key(name)
+        } else {
+            name.into()
+        };
+        let mut out = String::with_capacity(key.len() + 32);
+        for ns in namespace {
+            out.push_str(ns);
+            out.push('.');
+        }
+        out.push_str(&name);
+        for p in parts {
+            out.push('.');
+            out.push_str(p);
+        }
+        out.push_str(&self.suffix);
+        if let Some(t) = tags {
+            out.push(';');
+            out.push_str(t);
+        }
+        out
+    }
+
+    /// The two lines of a counter: rate and (with flush_counts) count.
+    pub fn counter(&self, out: &mut Vec<GraphiteLine>, key: &str, count: f64, rate: f64, ts: i64) {
+        if self.legacy {
+            out.push(line(self.format(&self.counter, key, &[]), rate, ts));
+            if self.flush_counts {
+                out.push(line(
+                    self.format(&["stats_counts".to_string()], key, &[]),
+                    count,
+                    ts,
+                ));
+            }
+        } else {
+            out.push(line(self.format(&self.counter, key, &["rate"]), rate, ts));
+            if self.flush_counts {
+                out.push(line(self.format(&self.counter, key, &["count"]), count, ts));
+            }
+        }
+    }
+
+    /// A timer statistic (`parts` = `["upper_90"]` or `["histogram", "bin_5"]`).
+    pub fn timer(&self, out: &mut Vec<GraphiteLine>, key: &str, parts: &[&str], v: f64, ts: i64) {
+        out.push(line(self.format(&self.timer, key, parts), v, ts));
+    }
+
+    /// A gauge.
+    pub fn gauge(&self, out: &mut Vec<GraphiteLine>, key: &str, v: f64, ts: i64) {
+        out.push(line(self.format(&self.gauge, key, &[]), v, ts));
+    }
+
+    /// A set's size.
+    pub fn set(&self, out: &mut Vec<GraphiteLine>, key: &str, size: f64, ts: i64) {
+        out.push(line(self.format(&self.set, key, &["count"]), size, ts));
+    }
+
+    /// statsd's own lines after the metrics: numStats, calculationtime, processing_time.
+    pub fn internals(
+        &self,
+        out: &mut Vec<GraphiteLine>,
+        num_stats: f64,
+        calculation_ms: f64,
+        processing_ms: f64,
+        ts: i64,
+    ) {
+        let p = &self.prefix_stats;
+        let sfx = &self.suffix;
+        if self.legacy {
+            out.push(line(format!("{p}.numStats{sfx}"), num_stats, ts));
+            out.push(line(
+                format!("stats.{p}.graphiteStats.calculationtime{sfx}"),
+                calculation_ms,
+                ts,
+            ));
+            out.push(line(format!("stats.{p}.processing_time{sfx}"), processing_ms, ts));
+        } else {
+            out.push(line(self.format(&self.global, p, &["numStats"]), num_stats, ts));
+            out.push(line(
+                self.format(&self.global, p, &["graphiteStats", "calculationtime"]),
+                calculation_ms,
+                ts,
+            ));
+            out.push(line(
+                self.format(&self.global, p, &["processing_time"]),
+                processing_ms,
+                ts,
+            ));
+        }
+    }
+
+    /// post_stats's four `graphiteStats` lines, added when the connection opens.
+    pub fn backend_stats(&self, out: &mut Vec<GraphiteLine>, stats: &BackendStats, ts: i64) {
+        let mut ns = self.global.join(".");
+        if !ns.is_empty() {
+            ns.push('.');
+        }
+        ns.push_str(&self.prefix_stats);
+        let sfx = &self.suffix;
+        out.push(line(
+            format!("{ns}.graphiteStats.last_exception{sfx}"),
+            stats.last_exception as f64,
+            ts,
+        ));
+        out.push(line(
+            format!("{ns}.graphiteStats.last_flush{sfx}"),
+            stats.last_flush as f64,
+            ts,
+        ));
+        out.push(line(
+            format!("{ns}.graphiteStats.flush_time{sfx}"),
+            stats.flush_time_ms,
+            ts,
+        ));
+        out.push(line(
+            format!("{ns}.graphiteStats.flush_length{sfx}"),
+            stats.flush_length as f64,
+            ts,
+        ));
+    }
+}
+
+fn line(name: String, value: f64, timestamp: i64) -> GraphiteLine {
+    GraphiteLine {
+        name,
+        value: JsNumber(value).to_string(),
+        timestamp,
+    }
+}
+
+/// The graphite backend's own bookkeeping (`graphiteStats`), reported with the next flush.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackendStats {
+    /// Unix seconds of the last send error (0: none).
+    pub last_exception: i64,
+    /// Unix seconds of the last send (the start time before the first).
+    pub last_flush: i64,
+    /// How long the last write took, in ms.
+    pub flush_time_ms: f64,
+    /// Length of the last payload in UTF-16 code units, as JS counts `string.length`.
+    pub flush_length: usize,
+}
+
+/// The lines of one flush, in the order graphite.js writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Flush {
+    /// The flush timestamp (Unix seconds).
+    pub timestamp: i64,
+    /// Every line, statsd's own included.
+    pub lines: Vec<GraphiteLine>,
+}
+
+impl Flush {
+    /// The plaintext payload: one `name value ts` per line, newline-terminated.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            let _ = writeln!(s, "{} {} {}", l.name, l.value, l.timestamp);
+        }
+        if self.lines.is_empty() {
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The value of the first line with this name.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
+    }
+}
