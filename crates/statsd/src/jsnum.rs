@@ -162,11 +162,7 @@ impl fmt::Display for JsNumber {
         if v == 0.0 {
             return f.write_str("0"); // also -0
         }
-        // Rust's `{:e}` gives the shortest round-tripping digits, the same choice as V8's.
-        let sci = format!("{:e}", v.abs());
-        let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-        let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-        let e: i32 = exp.parse().unwrap_or(0);
+        let (digits, e) = shortest_digits(v.abs());
         let k = i32::try_from(digits.len()).unwrap_or(i32::MAX);
         let n = e + 1; // value = 0.digits × 10^n
         if v < 0.0 {
@@ -197,6 +193,46 @@ impl fmt::Display for JsNumber {
             }
         }
     }
+}
+
+/// Splits Rust's `{:e}` text into its digits and decimal exponent.
+fn split_sci(sci: &str) -> (String, i32) {
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    (digits, exp.parse().unwrap_or(0))
+}
+
+/// The shortest digits that read back as `v` (> 0), and the exponent of the first one.
+///
+/// Rust's `{:e}` picks the shortest round-tripping digits, nearest to `v`, as V8 does. When two
+/// candidates are equally near (`v` lies exactly halfway, e.g. 2245608537584936.25), V8's
+/// double-conversion takes the one with the even last digit, while Rust may round up.
+fn shortest_digits(v: f64) -> (String, i32) {
+    let (digits, e) = split_sci(&format!("{v:e}"));
+    let k = digits.len();
+    if k < 15 {
+        return (digits, e); // a halfway double has at least 16 significant digits
+    }
+    let last = digits.as_bytes()[k - 1];
+    if last % 2 == 0 || last == b'0' {
+        return (digits, e);
+    }
+    // The even neighbour below: same length, last digit one less.
+    let mut lower = digits.clone().into_bytes();
+    lower[k - 1] -= 1;
+    let lower = String::from_utf8(lower).unwrap_or_default();
+    let as_text = |d: &str| format!("{}.{}e{e}", &d[..1], &d[1..]);
+    if as_text(&lower).parse::<f64>().ok() != Some(v) {
+        return (digits, e);
+    }
+    // Is `v` exactly `lower` + half a unit of the last place? Doubles have at most 767
+    // significant digits, so 800 are exact.
+    let (exact, ex) = split_sci(&format!("{v:.800e}"));
+    let tie = ex == e
+        && exact.starts_with(&lower)
+        && exact.as_bytes().get(k) == Some(&b'5')
+        && exact.bytes().skip(k + 1).all(|b| b == b'0');
+    if tie { (lower, e) } else { (digits, e) }
 }
 
 /// `String(v)` for a number.
@@ -283,6 +319,8 @@ mod tests {
             (f64::MAX, "1.7976931348623157e+308"),
             (0.1, "0.1"),
             (-0.3, "-0.3"),
+            (2245608537584936.25, "2245608537584936.2"),
+            (2245608537584936.75, "2245608537584936.8"),
         ];
         for (v, want) in cases {
             assert_eq!(js_to_string(*v), *want, "{v:e}");
