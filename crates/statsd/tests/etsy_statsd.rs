@@ -1,0 +1,370 @@
+//! Differential tests against the real etsy statsd 0.9.0 (node).
+//!
+//! Each case starts `node stats.js config.js` on loopback: UDP on a free port, its graphite
+//! backend pointed at a TCP listener this test runs. After statsd's first flush arrives, the test
+//! sends one phase of packets per flush interval to node and to [`Statsd`], then compares each
+//! flushed payload line by line: the same names, in the same order, the same value strings and
+//! the same timestamps. The engine is flushed at the timestamp node used, so even
+//! `statsd.timestamp_lag` must match.
+//!
+//! Values not compared (names and positions still are), because they measure wall-clock time
+//! rather than the data:
+//! - `processing_time`, `graphiteStats.calculationtime`, `graphiteStats.flush_time`: ms timings;
+//! - `graphiteStats.last_flush`: the clock when the previous write finished;
+//! - `graphiteStats.flush_length`: the previous payload's length, which includes the timings
+//!   (compared as long as every timing so far printed the same as ours);
+//! - the timestamps of the four `graphiteStats.*` lines, taken when the TCP connection opens.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use carbide_statsd::{Config, Statsd};
+use serde_json::{json, Value};
+
+const INTERVAL_MS: u64 = 400;
+
+/// One line as received: name, value, timestamp.
+type Line = (String, String, String);
+
+struct Node {
+    child: Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn died(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!(
+                "node statsd exited ({status}): {}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Deep-merges `extra` into `base`.
+fn merge(base: &mut Value, extra: &Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e.clone(),
+    }
+}
+
+fn parse_payload(text: &str) -> Vec<Line> {
+    text.lines()
+        .map(|l| {
+            let mut parts = l.rsplitn(3, ' ');
+            let ts = parts.next().unwrap_or("").to_string();
+            let value = parts.next().unwrap_or("").to_string();
+            let name = parts.next().unwrap_or("").to_string();
+            (name, value, ts)
+        })
+        .collect()
+}
+
+const TIMINGS: [&str; 3] = [
+    ".processing_time",
+    ".graphiteStats.calculationtime",
+    ".graphiteStats.flush_time",
+];
+
+/// Which part of a line is compared: (value, timestamp). `lengths_comparable` holds while every
+/// timing node reported so far printed as ours ("0"): then payload lengths must agree too.
+fn compared(name: &str, lengths_comparable: bool) -> (bool, bool) {
+    let is_timing = TIMINGS.iter().any(|t| name.contains(t))
+        || name.contains(".graphiteStats.last_flush")
+        || (name.contains(".graphiteStats.flush_length") && !lengths_comparable);
+    let backend_line = name.contains(".graphiteStats.") && !name.contains("calculationtime");
+    (!is_timing, !backend_line)
+}
+
+fn assert_same(case: &str, flush_no: usize, node: &[Line], ours: &[Line], lengths: &mut bool) {
+    if std::env::var_os("CARBIDE_STATSD_DUMP").is_some() {
+        eprintln!("== {case} flush {flush_no}");
+        for (n, v, t) in node {
+            eprintln!("{n} {v} {t}");
+        }
+    }
+    let render = |ls: &[Line]| {
+        ls.iter()
+            .map(|(n, v, t)| format!("{n} {v} {t}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let comparable = *lengths;
+    *lengths &= node
+        .iter()
+        .zip(ours)
+        .all(|(a, b)| !TIMINGS.iter().any(|t| a.0.contains(t)) || a.1 == b.1);
+    let mismatch = node.len() != ours.len()
+        || node.iter().zip(ours).any(|(a, b)| {
+            let (value, ts) = compared(&a.0, comparable);
+            a.0 != b.0 || (value && a.1 != b.1) || (ts && a.2 != b.2)
+        });
+    assert!(
+        !mismatch,
+        "case {case}, flush {flush_no}: payloads differ\n--- etsy statsd\n{}\n--- carbide\n{}",
+        render(node),
+        render(ours)
+    );
+}
+
+/// Runs one case: `phases[i]` are the packets sent during interval i (after the first flush).
+fn run_case(case: &str, config: Value, phases: &[Vec<&[u8]>]) {
+    let dir = common::statsd_dir();
+    let node_bin = common::node();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let graphite_port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut s = String::new();
+            if conn.read_to_string(&mut s).is_ok() && tx.send(s).is_err() {
+                break;
+            }
+        }
+    });
+
+    let udp_port = free_udp_port();
+    let mut full = json!({
+        "graphiteHost": "127.0.0.1",
+        "graphitePort": graphite_port,
+        "address": "127.0.0.1",
+        "port": udp_port,
+        "mgmt_address": "127.0.0.1",
+        "mgmt_port": free_tcp_port(),
+        "flushInterval": INTERVAL_MS,
+        "automaticConfigReload": false,
+    });
+    merge(&mut full, &config);
+    let tmp = tempfile::tempdir().unwrap();
+    let conf_path = tmp.path().join("config.js");
+    std::fs::write(&conf_path, serde_json::to_string_pretty(&full).unwrap()).unwrap();
+    let stderr_path = tmp.path().join("stderr");
+    let mut node = Node {
+        child: Command::new(node_bin)
+            .arg(dir.join("stats.js"))
+            .arg(&conf_path)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+        stderr: stderr_path,
+    };
+
+    let wait_flush = |node: &mut Node| -> Vec<Line> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) {
+                return parse_payload(&p);
+            }
+            if let Some(msg) = node.died() {
+                panic!("case {case}: {msg}");
+            }
+            assert!(Instant::now() < deadline, "case {case}: no flush from node statsd");
+        }
+    };
+    let flush_ts = |lines: &[Line]| -> i64 { lines.first().and_then(|l| l.2.parse().ok()).unwrap_or(0) };
+
+    // Flush 0: nothing sent yet. Packets may only go out once node's UDP socket is bound, which
+    // the first flush proves (the socket is bound in the tick after start-up).
+    let first = wait_flush(&mut node);
+    // Node's start second shows as `last_flush` before its first write; it is part of the
+    // payload length reported next.
+    let startup_s: i64 = first
+        .iter()
+        .find(|l| l.0.contains(".graphiteStats.last_flush"))
+        .and_then(|l| l.1.parse().ok())
+        .unwrap_or(0);
+    let config = Config::from_json(&full.to_string()).unwrap();
+    let mut engine = Statsd::new(config, startup_s * 1000).unwrap();
+    let ours = engine.flush(flush_ts(&first) * 1000);
+    let mut lengths = true;
+    assert_same(case, 0, &first, &parse_payload(&ours.to_text()), &mut lengths);
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, phase) in phases.iter().enumerate() {
+        for packet in phase {
+            sock.send_to(packet, ("127.0.0.1", udp_port)).unwrap();
+            engine.handle_packet(packet);
+        }
+        let got = wait_flush(&mut node);
+        let ours = engine.flush(flush_ts(&got) * 1000);
+        assert_same(case, i + 1, &got, &parse_payload(&ours.to_text()), &mut lengths);
+    }
+    let _ = TcpStream::connect(("127.0.0.1", graphite_port));
+    drop(tmp);
+    let _ = Path::new(case);
+}
+
+#[test]
+fn counters_sample_rates_and_bad_lines() {
+    let packets: Vec<&[u8]> = vec![
+        b"hits:1|c",
+        b"hits:2|c|@0.5\nhits:3|c|@0.1\nhits:1|c|@5",
+        b"zero:1|c|@0\nzero_nan:0|c|@0",
+        b"multi:1|c:2|c:3|ms:x|c",
+        b"float:0.1|c\nfloat:0.2|c",
+        b"big:1e21|c\ntiny:1e-7|c\nhex:0x10|c\nneg:-3|c\nspaces: 4 |c",
+        b"histo:5|h\nweird:6|zz\nnotype:7|\ncr:1|c\r\n",
+        b"bad\nbad2:1\nbad3:x|c\nbad4:1|c|@-1\nbad5:1|c|@\nbad6:1|c|0.5\nbad7:1|c|\n\n\n",
+        b"10:1|c\n2:1|c\n01:1|c",
+        b"a b/c$d\xc3\xa9e:1|c\ninvalid\xff\xfeutf8:1|c\nnbsp\xc2\xa0x:1|c",
+        b"tagged:1|c|#env:prod,host:a:b\ntagged:1|c|#env:prod,host:a:b|#ignored\nsemi;t=1:2|c",
+        b"__proto__:5|c\nrate:1|c|@0.5|extra\nexp:1|c|@1e-3\nhexrate:1|c|@0x10",
+        b"statsd.bad_lines_seen:10|c",
+    ];
+    run_case(
+        "counters",
+        json!({}),
+        &[packets, vec![], vec![b"hits:1|c"]],
+    );
+}
+
+#[test]
+fn timers_percentiles_and_histograms() {
+    let packets: Vec<&[u8]> = vec![
+        b"api:10|ms\napi:20|ms\napi:30|ms\napi:40|ms\napi:50|ms",
+        b"api:5|ms|@0.5\napi:100|ms|@0.1\napi:1.5|ms",
+        b"one:7|ms",
+        b"two:3|ms:1|ms",
+        b"foo.skip:1|ms\nfoo.skip:2|ms",
+        b"neg:-5|ms\nneg:-5|ms \nneg:3|ms\t",
+        b"same:2|ms\nsame:2|ms\nsame:2|ms",
+        b"tagged:1|ms|#k:v\ntagged:0.5|ms|#k:v\ntagged:200|ms|#k:v",
+        b"frac:0.1|ms\nfrac:0.2|ms\nfrac:0.3|ms\nfrac:0.7|ms",
+        b"bad:-1|ms\nbad:x|ms",
+    ];
+    run_case(
+        "timers",
+        json!({
+            "percentThreshold": [90, -10, 50, 99.9, 150, -100, 0],
+            "histogram": [
+                {"metric": "foo", "bins": []},
+                {"metric": "", "bins": [0.5, 10, 100, "inf"]},
+            ],
+        }),
+        &[packets, vec![], vec![b"api:1|ms"]],
+    );
+}
+
+#[test]
+fn gauges_with_deltas_and_sets() {
+    let p1: Vec<&[u8]> = vec![
+        b"g:10|g\ng:+5|g\ng:-3|g",
+        b"fresh:-4|g\nfresh:+1|g",
+        b"zero:0|g\nzero:+3|g\nzero:-1|g",
+        b"nan:Infinity|g\nnan:-Infinity|g",
+        b"space: -2|g\nhex:0x1f|g\nbad:x|g",
+        b"s:a|s\ns:b|s\ns:a|s\ns:|s\ns:__proto__|s\ns:constructor|s",
+        b"s2:1|s:2|s:1|s\nrate:1|s|@0.5",
+    ];
+    let p2: Vec<&[u8]> = vec![b"g:+1|g\nnan:+5|g\ns:c|s\nnew:+7|g"];
+    run_case("gauges_sets", json!({}), &[p1, p2, vec![]]);
+}
+
+#[test]
+fn delete_idle_stats_with_gauge_ttl() {
+    let p1: Vec<&[u8]> = vec![
+        b"c:1|c\nt:1|ms\ng:1|g\ns:x|s\nkeep.packets_received:1|c",
+        b"g2:5|g",
+    ];
+    let p2: Vec<&[u8]> = vec![b"g2:+1|g\nc2:1|c"];
+    run_case(
+        "delete_idle",
+        json!({"deleteIdleStats": true, "gaugesMaxTTL": 2, "percentThreshold": 95}),
+        &[p1, p2, vec![], vec![b"c:1|c\ng:+2|g"]],
+    );
+}
+
+#[test]
+fn delete_switches_individually() {
+    let p1: Vec<&[u8]> = vec![b"c:1|c\nt:1|ms\ng:1|g\ns:x|s"];
+    run_case(
+        "delete_some",
+        json!({"deleteIdleStats": true, "deleteCounters": false, "deleteGauges": false}),
+        &[p1, vec![]],
+    );
+}
+
+#[test]
+fn new_namespace_prefixes_and_suffix() {
+    let p1: Vec<&[u8]> = vec![
+        b"c:3|c\nt:1|ms\nt:2|ms\ng:4|g\ns:x|s",
+        b"tag:1|c|#a:b\ntag:5|ms|#a:b\ntag:1|g|#a:b\ntag:1|s|#a:b",
+    ];
+    run_case(
+        "new_namespace",
+        json!({
+            "prefixStats": "sd",
+            "graphite": {
+                "legacyNamespace": false,
+                "globalPrefix": "carbide",
+                "prefixCounter": "cnt",
+                "prefixTimer": "",
+                "prefixGauge": "gg",
+                "prefixSet": "st",
+                "globalSuffix": "host1",
+            },
+            "histogram": [{"metric": "t", "bins": [1.5, "inf"]}],
+        }),
+        &[p1.clone(), vec![]],
+    );
+    run_case(
+        "new_namespace_no_prefix",
+        json!({"graphite": {"legacyNamespace": false, "globalPrefix": ""}, "flush_counts": false}),
+        &[p1.clone()],
+    );
+    run_case(
+        "legacy_suffix",
+        json!({"graphite": {"globalSuffix": "sfx"}, "prefixStats": "mystatsd"}),
+        &[p1],
+    );
+}
+
+#[test]
+fn unsanitized_keys_and_timer_filter() {
+    let p1: Vec<&[u8]> = vec![
+        b"a b/c:1|c\nsp ace:2|ms|#t:x y\nutf\xc3\xa9:1|g",
+        b"t:1|ms\nt:2|ms\nt:3|ms\nt:4|ms",
+    ];
+    run_case(
+        "unsanitized",
+        json!({
+            "keyNameSanitize": false,
+            "percentThreshold": [90, 99.9, -50],
+            "calculatedTimerMetrics": ["count", "upper_percent", "mean", "histogram", "count_ps"],
+            "histogram": [{"metric": "", "bins": [2, "inf"]}],
+        }),
+        &[p1, vec![]],
+    );
+}
