@@ -214,10 +214,8 @@ pub fn parse_segment(segment: &str) -> Result<Sample<'_>, BadSegment> {
     let value = fields.next().unwrap_or("");
     let raw_type = fields.next().ok_or(BadSegment::MissingType)?;
     let rate_field = fields.next();
-    if let Some(r) = rate_field {
-        if !valid_sample_rate(r) {
-            return Err(BadSegment::InvalidSampleRate);
-        }
+    if rate_field.is_some_and(|r| !valid_sample_rate(r)) {
+        return Err(BadSegment::InvalidSampleRate);
     }
     let valid = match raw_type {
         "s" => true,

@@ -180,7 +180,7 @@ fn filter(d: TimerData, calculated: Option<&[String]>) -> TimerData {
         d.0.into_iter()
             .filter(|(name, _)| {
                 let cleaned = percent_name(name);
-                list.iter().any(|l| *l == cleaned)
+                list.contains(&cleaned)
             })
             .collect(),
     )

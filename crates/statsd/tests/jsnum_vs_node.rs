@@ -1,5 +1,7 @@
 //! `Number(string)` and `String(number)` against node itself, on edge cases and random doubles.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 mod common;
 
 use std::io::Write;
