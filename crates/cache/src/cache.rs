@@ -1,0 +1,552 @@
+//! The sharded map of metric → points, with confirm-on-persist and flow control.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use carbide_whisper::Point;
+use parking_lot::{Condvar, Mutex};
+
+use crate::stats::Stats;
+use crate::strategy::WriteStrategy;
+
+/// How big the cache may grow and how writers drain it.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// MAX_CACHE_SIZE in points; `None` is carbon's `inf`.
+    pub max_size: Option<usize>,
+    /// CACHE_WRITE_STRATEGY.
+    pub strategy: WriteStrategy,
+    /// Number of independently locked shards (a power of two is not required).
+    pub shards: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_size: None,
+            strategy: WriteStrategy::default(),
+            shards: 256,
+        }
+    }
+}
+
+/// A metric's points, taken by a writer; they stay readable in the cache until confirmed.
+#[derive(Debug)]
+pub struct Job {
+    /// The metric name as received.
+    pub metric: Arc<str>,
+    /// Its points, oldest first, one per timestamp.
+    pub points: Arc<Vec<Point>>,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Points waiting for a writer, one per timestamp (a duplicate overwrites in place).
+    pending: Vec<Point>,
+    /// Points a writer is persisting right now.
+    inflight: Option<Arc<Vec<Point>>>,
+    /// Whether the name sits in its shard's FIFO.
+    queued: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Arc<str>, Entry, ahash::RandomState>,
+    fifo: VecDeque<Arc<str>>,
+}
+
+/// The cache: many shards, each a mutex over a map, so ingestion never waits on one global lock.
+pub struct Cache {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: ahash::RandomState,
+    size: AtomicUsize,
+    config: CacheConfig,
+    /// What the cache did, for self-metrics.
+    pub stats: Stats,
+    paused: AtomicBool,
+    on_space: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    work: (Mutex<usize>, Condvar),
+    next_shard: AtomicUsize,
+    snapshot: Mutex<VecDeque<Arc<str>>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("size", &self.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// The point was refused: the cache is beyond its hard limit (carbon's cache.overflow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cache full: point dropped")]
+pub struct Overflow;
+
+/// Puts `(ts, value)` into a pending list, overwriting a point with the same timestamp.
+fn upsert(pending: &mut Vec<Point>, ts: i64, value: f64) -> bool {
+    // Newest points are at the end and duplicates are usually recent: scan backwards.
+    if let Some(p) = pending.iter_mut().rev().find(|p| p.0 == ts) {
+        p.1 = value;
+        false
+    } else {
+        pending.push((ts, value));
+        true
+    }
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new(config: CacheConfig) -> Self {
+        let n = config.shards.max(1);
+        Cache {
+            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: ahash::RandomState::new(),
+            size: AtomicUsize::new(0),
+            config,
+            stats: Stats::default(),
+            paused: AtomicBool::new(false),
+            on_space: Mutex::new(None),
+            work: (Mutex::new(0), Condvar::new()),
+            next_shard: AtomicUsize::new(0),
+            snapshot: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    fn shard_of(&self, metric: &str) -> &Mutex<Shard> {
+        let i = (self.hasher.hash_one(metric) as usize) % self.shards.len();
+        &self.shards[i]
+    }
+
+    /// Points held (pending and in flight): carbon's cache.size.
+    pub fn len(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// Whether no point is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Metrics with points held: carbon's cache.queues.
+    pub fn queues(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
+    }
+
+    /// Beyond this many points new points are refused (5% above MAX_CACHE_SIZE: room for what the
+    /// receivers had already read when they were paused).
+    fn hard_limit(&self) -> Option<usize> {
+        self.config.max_size.map(|m| m.saturating_add(m / 20))
+    }
+
+    /// Whether receivers should stop reading now (size ≥ MAX_CACHE_SIZE). Sets the paused flag so
+    /// that the space callback fires once the writers bring the size under the low watermark.
+    pub fn should_pause(&self) -> bool {
+        match self.config.max_size {
+            Some(max) if self.len() >= max => {
+                self.paused.store(true, Ordering::SeqCst);
+                // Re-check: a writer may have freed space between the test and the store.
+                if self.len() < self.low_watermark() {
+                    self.paused.store(false, Ordering::SeqCst);
+                    return false;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn low_watermark(&self) -> usize {
+        self.config.max_size.map_or(usize::MAX, |m| m - m / 20)
+    }
+
+    /// Registers what to call when a paused cache has room again (the receivers' wake-up).
+    pub fn on_space(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.on_space.lock() = Some(Box::new(f));
+    }
+
+    fn freed(&self, n: usize) {
+        let after = self.size.fetch_sub(n, Ordering::SeqCst) - n;
+        if after < self.low_watermark()
+            && self.paused.swap(false, Ordering::SeqCst)
+            && let Some(f) = self.on_space.lock().as_ref()
+        {
+            f();
+        }
+    }
+
+    fn wake_writer(&self) {
+        let (lock, cv) = &self.work;
+        let mut pending = lock.lock();
+        *pending += 1;
+        cv.notify_one();
+    }
+
+    /// Blocks a writer until some metric may be ready, or `timeout` passes.
+    pub fn wait_for_work(&self, timeout: Duration) {
+        let (lock, cv) = &self.work;
+        let mut pending = lock.lock();
+        if *pending == 0 {
+            cv.wait_for(&mut pending, timeout);
+        }
+        *pending = pending.saturating_sub(1);
+    }
+
+    /// Adds one point. A point with the timestamp of a point already held replaces its value without
+    /// growing the cache.
+    pub fn insert(&self, metric: &str, ts: i64, value: f64) -> Result<(), Overflow> {
+        if self.hard_limit().is_some_and(|h| self.len() >= h) {
+            Stats::add(&self.stats.overflow, 1);
+            return Err(Overflow);
+        }
+        let mut shard = self.shard_of(metric).lock();
+        let Shard { map, fifo } = &mut *shard;
+        let entry = match map.get_mut(metric) {
+            Some(e) => e,
+            None => map.entry(Arc::from(metric)).or_default(),
+        };
+        if upsert(&mut entry.pending, ts, value) {
+            self.size.fetch_add(1, Ordering::Relaxed);
+        }
+        Stats::add(&self.stats.received, 1);
+        let newly_ready = !entry.queued && entry.inflight.is_none();
+        if newly_ready {
+            entry.queued = true;
+            if let Some((key, _)) = map.get_key_value(metric) {
+                fifo.push_back(key.clone());
+            }
+        }
+        drop(shard);
+        if newly_ready {
+            self.wake_writer();
+        }
+        Ok(())
+    }
+
+    /// The points held for `metric`, oldest first, in-flight ones included (a newer pending value for
+    /// the same timestamp wins): what carbonlink and the web API merge with the file.
+    pub fn get(&self, metric: &str) -> Vec<Point> {
+        let shard = self.shard_of(metric).lock();
+        let Some(entry) = shard.map.get(metric) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Point> = entry.inflight.as_deref().cloned().unwrap_or_default();
+        for &(ts, v) in &entry.pending {
+            upsert(&mut out, ts, v);
+        }
+        drop(shard);
+        out.sort_by_key(|p| p.0);
+        out
+    }
+
+    /// Takes the next metric to write, by the configured strategy; `None` when nothing is ready.
+    pub fn take(&self) -> Option<Job> {
+        match self.config.strategy {
+            WriteStrategy::Naive => self.take_fifo(),
+            WriteStrategy::Max => self.take_max(),
+            WriteStrategy::Sorted | WriteStrategy::TimeSorted => self.take_sorted(),
+        }
+    }
+
+    fn take_from(&self, shard: &mut Shard, metric: &Arc<str>) -> Option<Job> {
+        let entry = shard.map.get_mut(metric)?;
+        entry.queued = false;
+        if entry.inflight.is_some() || entry.pending.is_empty() {
+            return None;
+        }
+        let mut points = std::mem::take(&mut entry.pending);
+        points.sort_by_key(|p| p.0);
+        let points = Arc::new(points);
+        entry.inflight = Some(points.clone());
+        Some(Job {
+            metric: metric.clone(),
+            points,
+        })
+    }
+
+    fn take_fifo(&self) -> Option<Job> {
+        let n = self.shards.len();
+        let start = self.next_shard.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let mut shard = self.shards[(start + i) % n].lock();
+            while let Some(name) = shard.fifo.pop_front() {
+                if let Some(job) = self.take_from(&mut shard, &name) {
+                    return Some(job);
+                }
+            }
+        }
+        None
+    }
+
+    fn take_max(&self) -> Option<Job> {
+        let mut best: Option<(usize, Arc<str>)> = None;
+        for shard in self.shards.iter() {
+            for (name, e) in shard.lock().map.iter() {
+                if e.inflight.is_none() && e.pending.len() > best.as_ref().map_or(0, |b| b.0) {
+                    best = Some((e.pending.len(), name.clone()));
+                }
+            }
+        }
+        let (_, name) = best?;
+        let mut shard = self.shard_of(&name).lock();
+        self.take_from(&mut shard, &name)
+    }
+
+    fn take_sorted(&self) -> Option<Job> {
+        for _ in 0..2 {
+            loop {
+                let Some(name) = self.snapshot.lock().pop_front() else {
+                    break;
+                };
+                let mut shard = self.shard_of(&name).lock();
+                if let Some(job) = self.take_from(&mut shard, &name) {
+                    return Some(job);
+                }
+            }
+            // Snapshot used up: take a new one, ordered by queue size or by oldest point.
+            let mut all: Vec<(i64, Arc<str>)> = Vec::new();
+            for shard in self.shards.iter() {
+                for (name, e) in shard.lock().map.iter() {
+                    if e.inflight.is_none() && !e.pending.is_empty() {
+                        let key = match self.config.strategy {
+                            WriteStrategy::TimeSorted => e.pending.iter().map(|p| p.0).min().unwrap_or(0),
+                            _ => -(e.pending.len() as i64),
+                        };
+                        all.push((key, name.clone()));
+                    }
+                }
+            }
+            if all.is_empty() {
+                return None;
+            }
+            all.sort_by_key(|a| a.0);
+            *self.snapshot.lock() = all.into_iter().map(|(_, n)| n).collect();
+        }
+        None
+    }
+
+    /// The job was written: its points leave the cache.
+    pub fn confirm(&self, job: Job) {
+        self.finish(job, false);
+    }
+
+    /// The job could not be written now: its points go back, newer pending values still winning.
+    pub fn requeue(&self, job: Job) {
+        self.finish(job, true);
+    }
+
+    fn finish(&self, job: Job, keep: bool) {
+        let n = job.points.len();
+        let mut freed = n;
+        let mut ready = false;
+        {
+            let mut shard = self.shard_of(&job.metric).lock();
+            let Shard { map, fifo } = &mut *shard;
+            if let Some(entry) = map.get_mut(&job.metric) {
+                entry.inflight = None;
+                if keep {
+                    let mut merged: Vec<Point> = job.points.as_ref().clone();
+                    for &(ts, v) in &entry.pending {
+                        upsert(&mut merged, ts, v);
+                    }
+                    // Points held before = n (in flight) + pending; after = merged.len().
+                    freed = n + entry.pending.len() - merged.len();
+                    entry.pending = merged;
+                }
+                if entry.pending.is_empty() {
+                    map.remove(&job.metric);
+                } else if !entry.queued {
+                    entry.queued = true;
+                    fifo.push_back(job.metric.clone());
+                    ready = true;
+                }
+            }
+        }
+        if freed > 0 {
+            self.freed(freed);
+        }
+        if ready {
+            self.wake_writer();
+        }
+    }
+
+    /// The `n` metrics holding the most points, with their counts: `/admin/cache`.
+    pub fn largest(&self, n: usize) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> = Vec::new();
+        for shard in self.shards.iter() {
+            for (name, e) in shard.lock().map.iter() {
+                let held = e.pending.len() + e.inflight.as_ref().map_or(0, |p| p.len());
+                all.push((name.to_string(), held));
+            }
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
+    /// Removes and returns everything not in flight, for the shutdown dump.
+    pub fn drain_pending(&self) -> Vec<(Arc<str>, Vec<Point>)> {
+        let mut out = Vec::new();
+        let mut freed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.fifo.clear();
+            shard.map.retain(|name, e| {
+                if !e.pending.is_empty() {
+                    freed += e.pending.len();
+                    let mut points = std::mem::take(&mut e.pending);
+                    points.sort_by_key(|p| p.0);
+                    out.push((name.clone(), points));
+                }
+                e.queued = false;
+                e.inflight.is_some()
+            });
+        }
+        if freed > 0 {
+            self.freed(freed);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(strategy: WriteStrategy, max: Option<usize>) -> Cache {
+        Cache::new(CacheConfig {
+            max_size: max,
+            strategy,
+            shards: 4,
+        })
+    }
+
+    #[test]
+    fn duplicates_overwrite_without_growing() {
+        let c = cache(WriteStrategy::Naive, None);
+        c.insert("a.b", 10, 1.0).unwrap();
+        c.insert("a.b", 20, 2.0).unwrap();
+        c.insert("a.b", 10, 3.0).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get("a.b"), vec![(10, 3.0), (20, 2.0)]);
+        assert_eq!(c.queues(), 1);
+    }
+
+    #[test]
+    fn points_stay_readable_until_confirmed() {
+        let c = cache(WriteStrategy::Naive, None);
+        c.insert("m", 10, 1.0).unwrap();
+        let job = c.take().unwrap();
+        assert!(c.take().is_none(), "a metric in flight is not handed out twice");
+        assert_eq!(c.get("m"), vec![(10, 1.0)]);
+        c.insert("m", 10, 5.0).unwrap();
+        c.insert("m", 20, 6.0).unwrap();
+        assert_eq!(c.get("m"), vec![(10, 5.0), (20, 6.0)], "newer pending values win");
+        assert_eq!(c.len(), 3);
+        c.confirm(job);
+        assert_eq!(c.len(), 2);
+        let job = c.take().unwrap();
+        assert_eq!(*job.points, vec![(10, 5.0), (20, 6.0)]);
+        c.confirm(job);
+        assert!(c.is_empty());
+        assert_eq!(c.queues(), 0);
+    }
+
+    #[test]
+    fn requeue_keeps_points_and_newer_values() {
+        let c = cache(WriteStrategy::Naive, None);
+        c.insert("m", 10, 1.0).unwrap();
+        c.insert("m", 20, 2.0).unwrap();
+        let job = c.take().unwrap();
+        c.insert("m", 20, 9.0).unwrap();
+        c.insert("m", 30, 3.0).unwrap();
+        c.requeue(job);
+        assert_eq!(c.len(), 3);
+        let job = c.take().unwrap();
+        assert_eq!(*job.points, vec![(10, 1.0), (20, 9.0), (30, 3.0)]);
+    }
+
+    #[test]
+    fn strategies_hand_out_every_metric_once() {
+        for s in [
+            WriteStrategy::Naive,
+            WriteStrategy::Max,
+            WriteStrategy::Sorted,
+            WriteStrategy::TimeSorted,
+        ] {
+            let c = cache(s, None);
+            for i in 0..100 {
+                for t in 0..=(i % 7) {
+                    c.insert(&format!("m{i}"), 100 - i64::from(t), 1.0).unwrap();
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut sizes = Vec::new();
+            while let Some(job) = c.take() {
+                assert!(
+                    seen.insert(job.metric.to_string()),
+                    "{s:?} handed out {} twice",
+                    job.metric
+                );
+                sizes.push(job.points.len());
+                c.confirm(job);
+            }
+            assert_eq!(seen.len(), 100, "{s:?}");
+            assert!(c.is_empty());
+            if matches!(s, WriteStrategy::Max | WriteStrategy::Sorted) {
+                assert!(
+                    sizes.windows(2).all(|w| w[0] >= w[1]),
+                    "{s:?} not largest-first: {sizes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flow_control_pauses_and_resumes() {
+        let c = Arc::new(cache(WriteStrategy::Naive, Some(100)));
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        c.on_space(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        for i in 0..100 {
+            c.insert(&format!("m{i}"), 1, 1.0).unwrap();
+        }
+        assert!(c.should_pause());
+        // Up to the hard limit (5% slack) points are still taken, beyond it they are refused.
+        for i in 100..105 {
+            c.insert(&format!("m{i}"), 1, 1.0).unwrap();
+        }
+        assert_eq!(c.insert("x", 1, 1.0), Err(Overflow));
+        assert_eq!(Stats::get(&c.stats.overflow), 1);
+        while c.len() >= 95 {
+            let job = c.take().unwrap();
+            c.confirm(job);
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(!c.should_pause());
+    }
+
+    #[test]
+    fn drain_pending_returns_everything_sorted() {
+        let c = cache(WriteStrategy::Naive, None);
+        c.insert("a", 30, 3.0).unwrap();
+        c.insert("a", 10, 1.0).unwrap();
+        c.insert("b", 5, 5.0).unwrap();
+        let mut d = c.drain_pending();
+        d.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].1, vec![(10, 1.0), (30, 3.0)]);
+        assert!(c.is_empty());
+        assert_eq!(c.queues(), 0);
+    }
+}
