@@ -21,6 +21,17 @@ struct Timer {
     count: f64,
 }
 
+/// The buckets the admin console can delete from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    /// `delcounters`.
+    Counters,
+    /// `deltimers`.
+    Timers,
+    /// `delgauges`.
+    Gauges,
+}
+
 /// Measured durations statsd reports about itself; pure code cannot time itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FlushTimings {
@@ -386,6 +397,36 @@ impl Statsd {
         }
     }
 
+    /// The admin console's `delcounters`/`deltimers`/`delgauges` for one argument: the exact
+    /// key, and with a trailing `.*` every key under that folder. Returns what was deleted, in
+    /// statsd's order (an exact `a.*` key would be listed twice, as statsd does).
+    pub fn delete_stats(&mut self, kind: StatKind, bucket: &str) -> Vec<String> {
+        let keys: Vec<&String> = match kind {
+            StatKind::Counters => self.counters.keys().collect(),
+            StatKind::Timers => self.timers.keys().collect(),
+            StatKind::Gauges => self.gauges.keys().collect(),
+        };
+        let mut matches: Vec<String> = Vec::new();
+        if keys.iter().any(|k| *k == bucket) {
+            matches.push(bucket.to_string());
+        }
+        if let Some(folder) = bucket.strip_suffix('*').filter(|_| bucket.ends_with(".*")) {
+            for i in js_order(keys.iter().copied()) {
+                if keys[i].starts_with(folder) {
+                    matches.push(keys[i].clone());
+                }
+            }
+        }
+        for m in &matches {
+            match kind {
+                StatKind::Counters => self.counters.shift_remove(m),
+                StatKind::Timers => self.timers.shift_remove(m).map(|_| 0.0),
+                StatKind::Gauges => self.gauges.shift_remove(m),
+            };
+        }
+        matches
+    }
+
     /// Current counters, in insertion order (the admin `counters` command).
     pub fn counters(&self) -> impl Iterator<Item = (&str, f64)> {
         self.counters.iter().map(|(k, v)| (k.as_str(), *v))
@@ -402,11 +443,13 @@ impl Statsd {
     }
 }
 
+/// `counters[key]++` on statsd's own counters: after an admin `delcounters` removed one, JS
+/// computes `undefined + 1`, and the counter stays NaN from then on.
 fn bump(counters: &mut IndexMap<String, f64>, key: &str, by: f64) {
     match counters.get_mut(key) {
         Some(c) => *c += by,
         None => {
-            counters.insert(key.to_string(), by);
+            counters.insert(key.to_string(), f64::NAN);
         }
     }
 }
@@ -579,6 +622,27 @@ mod tests {
         assert_eq!(f.value("stats_counts.a"), Some("2"));
         assert_eq!(f.value("stats.gauges.c"), None);
         assert_eq!(f.value("stats_counts.statsd.keys_over_limit"), Some("2"));
+    }
+
+    #[test]
+    fn admin_deletes() {
+        let mut e = engine("{}");
+        e.handle_packet(b"a.x:1|c\na.y:1|c\nab:1|c\nt:1|ms\ng:1|g");
+        assert_eq!(e.delete_stats(StatKind::Counters, "a.*"), ["a.x", "a.y"]);
+        assert_eq!(e.delete_stats(StatKind::Counters, "ab"), ["ab"]);
+        assert!(e.delete_stats(StatKind::Counters, "zz").is_empty());
+        assert_eq!(e.delete_stats(StatKind::Timers, "t"), ["t"]);
+        assert_eq!(
+            e.delete_stats(StatKind::Counters, "statsd.packets_received"),
+            ["statsd.packets_received"]
+        );
+        e.handle_packet(b"g:+1|g");
+        let f = e.flush(1_000_000_010_000);
+        assert_eq!(f.value("stats_counts.a.x"), None);
+        assert_eq!(f.value("stats.timers.t.count"), None);
+        assert_eq!(f.value("stats.gauges.g"), Some("2"));
+        // statsd's `undefined + 1`.
+        assert_eq!(f.value("stats_counts.statsd.packets_received"), Some("NaN"));
     }
 
     #[test]

@@ -75,6 +75,28 @@ pub fn decode_ascii(packet: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// statsd's TCP server framing (servers/tcp.js): chunks are buffered and everything up to the
+/// last newline is handed on as one packet, so a packet is whatever arrived, not one line.
+#[derive(Debug, Clone, Default)]
+pub struct TcpFramer {
+    buffer: Vec<u8>,
+}
+
+impl TcpFramer {
+    /// Appends a chunk; returns the packet (through the last `\n`) when the buffer holds one.
+    pub fn push(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
+        self.buffer.extend_from_slice(chunk);
+        let last = self.buffer.iter().rposition(|b| *b == b'\n')?;
+        let rest = self.buffer.split_off(last + 1);
+        Some(std::mem::replace(&mut self.buffer, rest))
+    }
+
+    /// Bytes waiting for a newline.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
 /// The non-empty lines of a packet, each of which counts in `metrics_received`.
 pub fn lines(packet: &str) -> impl Iterator<Item = &str> {
     packet.split('\n').filter(|l| !l.is_empty())
@@ -376,6 +398,16 @@ mod tests {
             let (_, got) = one(line);
             assert_eq!(got, want, "{line:?}");
         }
+    }
+
+    #[test]
+    fn tcp_framing() {
+        let mut f = TcpFramer::default();
+        assert_eq!(f.push(b"a:1|c"), None);
+        assert_eq!(f.push(b"\nb:1|c\nc:"), Some(b"a:1|c\nb:1|c\n".to_vec()));
+        assert_eq!(f.pending(), 2);
+        assert_eq!(f.push(b"1|c\n"), Some(b"c:1|c\n".to_vec()));
+        assert_eq!(f.pending(), 0);
     }
 
     #[test]

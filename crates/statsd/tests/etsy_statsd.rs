@@ -19,13 +19,14 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use carbide_statsd::{Config, Statsd};
+use carbide_statsd::parse::TcpFramer;
+use carbide_statsd::{Config, StatKind, Statsd};
 use serde_json::{Value, json};
 
 const INTERVAL_MS: u64 = 400;
@@ -144,8 +145,43 @@ fn assert_same(case: &str, flush_no: usize, node: &[Line], ours: &[Line], length
     );
 }
 
-/// Runs one case: `phases[i]` are the packets sent during interval i (after the first flush).
+/// What the test does to both statsd and the engine during an interval.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    /// One UDP datagram.
+    Udp(&'a [u8]),
+    /// One TCP connection carrying these bytes in a single write.
+    Tcp(&'a [u8]),
+    /// One admin console command (`delcounters a.*`); statsd's "deleted:" lines must match.
+    Admin(&'a str),
+}
+
+/// Runs one case: `phases[i]` are the UDP packets sent during interval i (after the first flush).
 fn run_case(case: &str, config: Value, phases: &[Vec<&[u8]>]) {
+    let steps: Vec<Vec<Step<'_>>> = phases
+        .iter()
+        .map(|p| p.iter().map(|b| Step::Udp(b)).collect())
+        .collect();
+    run_steps(case, config, &steps);
+}
+
+/// Sends an admin command and returns statsd's reply up to its `END`.
+fn admin(port: u16, command: &str) -> String {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(command.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let mut buf = [0u8; 4096];
+    while !reply.contains("END\n\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "admin connection closed before END: {reply:?}");
+        reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    reply
+}
+
+/// Runs one case of steps, one list per flush interval.
+fn run_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) {
     let dir = common::statsd_dir();
     let node_bin = common::node();
 
@@ -163,13 +199,17 @@ fn run_case(case: &str, config: Value, phases: &[Vec<&[u8]>]) {
     });
 
     let udp_port = free_udp_port();
+    let tcp_port = free_tcp_port();
+    let mgmt_port = free_tcp_port();
     let mut full = json!({
         "graphiteHost": "127.0.0.1",
         "graphitePort": graphite_port,
-        "address": "127.0.0.1",
-        "port": udp_port,
+        "servers": [
+            {"server": "./servers/udp", "address": "127.0.0.1", "port": udp_port},
+            {"server": "./servers/tcp", "address": "127.0.0.1", "port": tcp_port},
+        ],
         "mgmt_address": "127.0.0.1",
-        "mgmt_port": free_tcp_port(),
+        "mgmt_port": mgmt_port,
         "flushInterval": INTERVAL_MS,
         "automaticConfigReload": false,
     });
@@ -225,9 +265,44 @@ fn run_case(case: &str, config: Value, phases: &[Vec<&[u8]>]) {
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     for (i, phase) in phases.iter().enumerate() {
-        for packet in phase {
-            sock.send_to(packet, ("127.0.0.1", udp_port)).unwrap();
-            engine.handle_packet(packet);
+        for step in phase {
+            match *step {
+                Step::Udp(packet) => {
+                    sock.send_to(packet, ("127.0.0.1", udp_port)).unwrap();
+                    engine.handle_packet(packet);
+                }
+                Step::Tcp(bytes) => {
+                    let mut conn = TcpStream::connect(("127.0.0.1", tcp_port)).unwrap();
+                    conn.write_all(bytes).unwrap();
+                    drop(conn);
+                    let mut framer = TcpFramer::default();
+                    if let Some(packet) = framer.push(bytes) {
+                        engine.handle_tcp_packet(&packet);
+                    }
+                }
+                Step::Admin(command) => {
+                    let reply = admin(mgmt_port, command);
+                    let mut words = command.split(' ');
+                    let kind = match words.next() {
+                        Some("delcounters") => StatKind::Counters,
+                        Some("deltimers") => StatKind::Timers,
+                        Some("delgauges") => StatKind::Gauges,
+                        other => panic!("unsupported admin command {other:?}"),
+                    };
+                    let mut want = String::new();
+                    for bucket in words {
+                        let deleted = engine.delete_stats(kind, bucket);
+                        if deleted.is_empty() {
+                            want.push_str(&format!("metric {bucket} not found\n"));
+                        }
+                        for d in deleted {
+                            want.push_str(&format!("deleted: {d}\n"));
+                        }
+                    }
+                    want.push_str("END\n\n");
+                    assert_eq!(reply, want, "case {case}: admin {command:?}");
+                }
+            }
         }
         let got = wait_flush(&mut node);
         let ours = engine.flush(flush_ts(&got) * 1000);
@@ -270,6 +345,8 @@ fn timers_percentiles_and_histograms() {
         b"tagged:1|ms|#k:v\ntagged:0.5|ms|#k:v\ntagged:200|ms|#k:v",
         b"frac:0.1|ms\nfrac:0.2|ms\nfrac:0.3|ms\nfrac:0.7|ms",
         b"bad:-1|ms\nbad:x|ms",
+        b"inf:Infinity|ms\ninf:1|ms\ninf:Infinity|ms\nminf:-Infinity|ms \nminf:2|ms ",
+        b"hexms:0x10|ms\nsci:1e3|ms\nsci:2.5e-3|ms",
     ];
     run_case(
         "timers",
@@ -374,4 +451,27 @@ fn unsanitized_keys_and_timer_filter() {
         }),
         &[p1, vec![]],
     );
+}
+
+#[test]
+fn tcp_server_and_admin_deletes() {
+    let phase1 = vec![
+        Step::Udp(b"a.x:1|c\na.y:2|c\nab:3|c\nt.one:1|ms\ng.one:5|g"),
+        Step::Udp(b"caf\xc3\xa9:1|c"),
+        // node's TCP server decodes as 'ascii' (high bit cleared): \xc3\xa9 reads as "C)".
+        // Last in its interval: a TCP connection overtakes no later datagram then.
+        Step::Tcp(b"caf\xc3\xa9:1|c\ntcp:2|c\ntcp:3|ms\npartial:1|c"),
+    ];
+    let phase2 = vec![
+        Step::Admin("delcounters a.* ab missing"),
+        Step::Admin("deltimers t.one"),
+        Step::Admin("delgauges g.*"),
+        Step::Udp(b"ab:1|c\ng.one:+2|g"),
+    ];
+    let phase3 = vec![
+        // statsd's own counter deleted: `undefined + 1` makes it NaN for good.
+        Step::Admin("delcounters statsd.packets_received"),
+        Step::Udp(b"x:1|c"),
+    ];
+    run_steps("tcp_admin", json!({}), &[phase1, phase2, phase3, vec![]]);
 }
