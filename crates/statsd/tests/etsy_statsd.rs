@@ -180,8 +180,29 @@ fn admin(port: u16, command: &str) -> String {
     reply
 }
 
-/// Runs one case of steps, one list per flush interval.
+/// Runs one case of steps, one list per flush interval. A loaded machine can delay node past a
+/// flush boundary, so a packet lands in the next interval; that shows as a different
+/// `packets_received` and reruns the case (at most three times). Any other difference fails.
 fn run_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) {
+    let mut slips = Vec::new();
+    for _ in 0..3 {
+        match try_steps(case, config.clone(), phases) {
+            Ok(()) => return,
+            Err(slip) => slips.push(slip),
+        }
+    }
+    panic!("case {case}: packets kept missing their flush interval: {slips:?}");
+}
+
+/// A packet counted in another interval by node than by us.
+fn timing_slip(node: &[Line], ours: &[Line]) -> Option<String> {
+    node.iter()
+        .filter(|l| l.0.contains(".packets_received"))
+        .find(|n| ours.iter().any(|o| o.0 == n.0 && o.1 != n.1))
+        .map(|n| format!("{} {}", n.0, n.1))
+}
+
+fn try_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) -> Result<(), String> {
     let dir = common::statsd_dir();
     let node_bin = common::node();
 
@@ -305,11 +326,15 @@ fn run_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) {
             }
         }
         let got = wait_flush(&mut node);
-        let ours = engine.flush(flush_ts(&got) * 1000);
-        assert_same(case, i + 1, &got, &parse_payload(&ours.to_text()), &mut lengths);
+        let ours = parse_payload(&engine.flush(flush_ts(&got) * 1000).to_text());
+        if let Some(slip) = timing_slip(&got, &ours) {
+            return Err(format!("flush {}: node had {slip}", i + 1));
+        }
+        assert_same(case, i + 1, &got, &ours, &mut lengths);
     }
     drop(node);
     drop(tmp);
+    Ok(())
 }
 
 #[test]
@@ -439,6 +464,8 @@ fn new_namespace_prefixes_and_suffix() {
 fn unsanitized_keys_and_timer_filter() {
     let p1: Vec<&[u8]> = vec![
         b"a b/c:1|c\nsp ace:2|ms|#t:x y\nutf\xc3\xa9:1|g",
+        // Invalid UTF-8 in a tag survives unsanitised: U+FFFD per maximal subpart, as node.
+        b"k:1|c|#t:\xff\xed\xa0\x80\xf0\x9f.\xe2\x82x\xc0\xaf",
         b"t:1|ms\nt:2|ms\nt:3|ms\nt:4|ms",
     ];
     run_case(
