@@ -229,11 +229,10 @@ fn c_relay_routes_match_carbon_c_relay() {
         if let Some(rest) = line.strip_prefix("        ") {
             let c = current.expect("destination before a cluster line");
             results.last_mut().unwrap()[c].push(rest.to_owned());
-        } else if let Some(rest) = line.strip_prefix("    ") {
-            if let Some(open) = rest.find("_ch(") {
-                let name = rest[open + 4..].trim_end_matches(')');
-                current = Some(by_name[name]);
-            }
+        } else if let Some(rest) = line.strip_prefix("    ")
+            && let Some(open) = rest.find("_ch(")
+        {
+            current = Some(by_name[rest[open + 4..].trim_end_matches(')')]);
         }
     }
     assert_eq!(
