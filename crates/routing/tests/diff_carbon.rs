@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
         c(CarbonCh, 3, false, twelve.clone()),
         c(CarbonCh, 3, true, bucky_39()),
         c(CarbonCh, 2, false, bucky_39()),
-        c(CarbonCh, 2, true, hosts(80, "store-")),
+        c(CarbonCh, 2, true, hosts(50, "store-")),
         c(CarbonCh, 3, true, odd_destinations()),
         c(CarbonCh, 2, false, odd_destinations()),
         c(Fnv1aCh, 1, true, carbon_test),
