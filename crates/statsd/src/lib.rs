@@ -16,6 +16,33 @@
 //! - [`relay`]: StatsRelay — FNV-1a-64 + jump hash routing and per-backend packet batching.
 //! - [`error`]: typed errors.
 
+//!
+//! # Using it
+//! ```
+//! use carbide_statsd::{Config, Statsd};
+//!
+//! let config = Config::from_json(r#"{"flushInterval": 10000, "percentThreshold": [90, 99]}"#)?;
+//! let mut statsd = Statsd::new(config, 1_700_000_000_000)?;
+//! statsd.handle_packet(b"api.hits:1|c|@0.1\napi.time:320|ms");
+//! let flush = statsd.flush(1_700_000_010_000);
+//! assert_eq!(flush.value("stats_counts.api.hits"), Some("10"));
+//! assert_eq!(flush.value("stats.timers.api.time.upper_99"), Some("320"));
+//! # Ok::<(), carbide_statsd::ConfigError>(())
+//! ```
+//!
+//! # Where it differs from etsy statsd, on purpose
+//! - A sample rate that passes statsd's check but not its `/^@([\d.]+)/` extraction (`@+0.5`,
+//!   `@ 1`, `@Infinity`) makes node throw inside its UDP handler and exit; here it is one more
+//!   bad line ([`parse::BadSegment::UnextractableSampleRate`]).
+//! - Keys that name `Object.prototype` members: `__proto__` behaves as in node (the metric
+//!   vanishes, a set member of that name is not counted). Others (`constructor`, `valueOf`,
+//!   `toString`, …) make node add a function's source text to the counter
+//!   (`function Object() { [native code] }1`) or throw for timers and sets; here they are
+//!   ordinary keys.
+//! - `keyFlush` (a periodic log of the busiest keys) and the pickle output are the server's.
+//! - `carbideMaxKeys` bounds memory (distinct keys held); statsd has no bound.
+//! - The relay sends no empty datagram before a line longer than the packet length.
+
 pub mod config;
 pub mod engine;
 pub mod error;
