@@ -26,6 +26,7 @@
 //! - [`consistent`]: [`ConsistentRing`], the 100-points-per-member ring in its three flavours
 //!   (carbon ≥ 1.0, carbon-c-relay, buckytools); the module doc tabulates how they differ.
 //! - [`jump`]: [`JumpRing`], carbon-c-relay's jump_fnv1a_ch.
+//! - [`fast`]: [`FastRing`], carbon's fast-hashing (members sorted by hash, no points).
 //! - [`destination`]: [`Destination`] (host, port, instance) and [`NodeId`].
 //! - [`error`]: [`RingError`], the destination lists no real program would accept.
 //! - `pyrepr`: Python's `repr()` of a string (carbon hashes the repr of its node tuples).
@@ -34,6 +35,7 @@
 pub mod consistent;
 pub mod destination;
 pub mod error;
+pub mod fast;
 pub mod hash;
 pub mod jump;
 mod msort;
@@ -43,6 +45,7 @@ mod pyrepr_table;
 pub use consistent::{CRelayHash, CarbonHash, ConsistentRing, REPLICA_POINTS};
 pub use destination::{Destination, NodeId};
 pub use error::RingError;
+pub use fast::FastRing;
 pub use jump::JumpRing;
 
 /// Something that maps a routing key to destinations.
@@ -73,6 +76,14 @@ pub enum Algorithm {
     CRelayJump,
     /// buckytools' carbon ring (carbon before 1.0): carbon_ch without collision bumping.
     Bucky,
+    /// carbon-relay.py's fast-hashing (and fast-aggregated-hashing) with ROUTER_HASH_TYPE `hash`
+    /// (carbon's default there: mmh3_ch) and DIVERSE_REPLICAS.
+    CarbonFast {
+        /// ROUTER_HASH_TYPE.
+        hash: CarbonHash,
+        /// DIVERSE_REPLICAS.
+        diverse_replicas: bool,
+    },
 }
 
 /// Any of the rings, chosen at configuration time.
@@ -82,6 +93,8 @@ pub enum HashRing {
     Consistent(ConsistentRing),
     /// carbon-c-relay jump hashing.
     Jump(JumpRing),
+    /// carbon's fast-hashing.
+    Fast(FastRing),
 }
 
 impl HashRing {
@@ -96,6 +109,10 @@ impl HashRing {
             Algorithm::CRelay(hash) => HashRing::Consistent(ConsistentRing::c_relay(hash, destinations)?),
             Algorithm::CRelayJump => HashRing::Jump(JumpRing::c_relay(destinations)?),
             Algorithm::Bucky => HashRing::Consistent(ConsistentRing::bucky(destinations)?),
+            Algorithm::CarbonFast {
+                hash,
+                diverse_replicas,
+            } => HashRing::Fast(FastRing::carbon(hash, destinations, diverse_replicas)?),
         })
     }
 
@@ -126,6 +143,7 @@ impl Ring for HashRing {
         match self {
             HashRing::Consistent(r) => r.route(key, replicas, out),
             HashRing::Jump(r) => r.route(key, replicas, out),
+            HashRing::Fast(r) => r.route(key, replicas, out),
         }
     }
 
@@ -133,6 +151,7 @@ impl Ring for HashRing {
         match self {
             HashRing::Consistent(r) => r.destinations(),
             HashRing::Jump(r) => r.destinations(),
+            HashRing::Fast(r) => r.destinations(),
         }
     }
 }
@@ -154,5 +173,15 @@ impl Ring for JumpRing {
 
     fn destinations(&self) -> &[Destination] {
         JumpRing::destinations(self)
+    }
+}
+
+impl Ring for FastRing {
+    fn route(&self, key: &[u8], replicas: usize, out: &mut Vec<NodeId>) {
+        FastRing::route(self, key, replicas, out);
+    }
+
+    fn destinations(&self) -> &[Destination] {
+        FastRing::destinations(self)
     }
 }

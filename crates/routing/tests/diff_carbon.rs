@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use carbide_routing::{CarbonHash, ConsistentRing, Destination};
+use carbide_routing::{Algorithm, CarbonHash, ConsistentRing, Destination, FastRing, HashRing, Ring};
 use serde_json::{Value, json};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -18,7 +18,7 @@ const PYTHON: &str = "/usr/bin/python3";
 /// Builds each case's ring with carbon's router and prints its points and every name's route.
 const SCRIPT: &str = r#"
 import json, sys
-from carbon.routers import ConsistentHashingRouter
+from carbon.routers import ConsistentHashingRouter, FastHashingRouter
 
 class Settings(object):
     pass
@@ -30,16 +30,20 @@ for case in spec["cases"]:
     s.REPLICATION_FACTOR = case["replication"]
     s.DIVERSE_REPLICAS = case["diverse"]
     s.ROUTER_HASH_TYPE = case["hash"]
-    router = ConsistentHashingRouter(s)
+    fast = case["fast"]
+    router = (FastHashingRouter if fast else ConsistentHashingRouter)(s)
     for host, port, instance in case["dests"]:
         router.addDestination((host, port, instance))
-    ring = [[pos, node[0], node[1]] for pos, node in router.ring.ring]
+    points = router.ring.sorted_nodes if fast else router.ring.ring
+    ring = [[pos, node[0], node[1]] for pos, node in points]
     routes = [[[d[0], d[2]] for d in router.getDestinations(m)] for m in spec["metrics"]]
     result.append({"ring": ring, "routes": routes})
 json.dump(result, sys.stdout)
 "#;
 
 struct Case {
+    /// carbon's fast-hashing instead of consistent-hashing.
+    fast: bool,
     hash: CarbonHash,
     replication: usize,
     diverse: bool,
@@ -104,6 +108,14 @@ fn bucky_39() -> Vec<Destination> {
 fn cases() -> Vec<Case> {
     use CarbonHash::{CarbonCh, Fnv1aCh};
     let c = |hash, replication, diverse, dests| Case {
+        fast: false,
+        hash,
+        replication,
+        diverse,
+        dests,
+    };
+    let f = |hash, replication, diverse, dests| Case {
+        fast: true,
         hash,
         replication,
         diverse,
@@ -137,6 +149,12 @@ fn cases() -> Vec<Case> {
         // One member: carbon yields it twice when replicas are not diverse (see below).
         c(CarbonCh, 2, false, hosts(1, "solo")),
         c(Fnv1aCh, 3, true, hosts(1, "solo")),
+        // fast-hashing: members sorted by the hash of their tuple text.
+        f(CarbonCh, 1, true, hosts(7, "fast-")),
+        f(CarbonCh, 2, true, twelve.clone()),
+        f(CarbonCh, 3, false, odd_destinations()),
+        f(Fnv1aCh, 2, false, twelve.clone()),
+        f(Fnv1aCh, 3, true, odd_destinations()),
     ]
 }
 
@@ -148,9 +166,9 @@ fn hash_name(h: CarbonHash) -> &'static str {
     }
 }
 
-fn run_carbon(spec: &Value) -> Vec<Value> {
-    common::require(PYTHON, "python3 with Debian's graphite-carbon 1.1.7");
-    let mut child = Command::new(PYTHON)
+fn run_carbon(python: &str, spec: &Value) -> Vec<Value> {
+    common::require(python, "python3 with Debian's graphite-carbon 1.1.7");
+    let mut child = Command::new(python)
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -177,42 +195,59 @@ fn node_json(d: &Destination) -> Value {
     json!([d.host, d.instance])
 }
 
-#[test]
-fn carbon_rings_and_routes_match_carbon() {
-    let names = common::utf8_names(0xca7b0, 10_000);
-    let cases = cases();
+/// Runs every case through carbon and through us; returns how many rings had bumped points.
+fn compare(python: &str, cases: &[Case], names: &[String]) -> usize {
     let spec = json!({
         "metrics": names,
         "cases": cases.iter().map(|c| json!({
+            "fast": c.fast,
             "hash": hash_name(c.hash),
             "replication": c.replication,
             "diverse": c.diverse,
             "dests": c.dests.iter().map(|d| json!([d.host, d.port, d.instance])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    let results = run_carbon(&spec);
+    let results = run_carbon(python, &spec);
     assert_eq!(results.len(), cases.len());
     let mut out = Vec::new();
     let mut collisions_seen = 0;
     for (case_no, (case, result)) in cases.iter().zip(&results).enumerate() {
-        let ring = ConsistentRing::carbon(case.hash, case.dests.clone(), case.diverse).unwrap();
-        let ours: Vec<Value> = ring
-            .points()
-            .map(|(p, n)| {
-                let d = &ring.destinations()[n.index()];
-                json!([p, d.host, d.instance])
-            })
-            .collect();
         let theirs = result["ring"].as_array().unwrap();
-        assert_eq!(&ours, theirs, "case {case_no}: ring points differ");
-        // Bumped points sit above 65535 or next to each other; count rings that had any.
-        if ours
-            .windows(2)
-            .any(|w| w[1][0].as_i64().unwrap() == w[0][0].as_i64().unwrap() + 1)
-            || ours.iter().any(|p| p[0].as_i64().unwrap() > 65535)
-        {
-            collisions_seen += 1;
-        }
+        let ring = if case.fast {
+            let ring = FastRing::carbon(case.hash, case.dests.clone(), case.diverse).unwrap();
+            // carbon orders tied hashes by Python set order, which changes from run to run.
+            let hashes: Vec<i64> = theirs.iter().map(|p| p[0].as_i64().unwrap()).collect();
+            assert!(
+                hashes.windows(2).all(|w| w[0] < w[1]),
+                "case {case_no}: tied member hashes"
+            );
+            let ours: Vec<Value> = ring
+                .member_order()
+                .map(|n| node_json(&ring.destinations()[n.index()]))
+                .collect();
+            let theirs: Vec<Value> = theirs.iter().map(|p| json!([p[1], p[2]])).collect();
+            assert_eq!(ours, theirs, "case {case_no}: member order differs");
+            HashRing::Fast(ring)
+        } else {
+            let ring = ConsistentRing::carbon(case.hash, case.dests.clone(), case.diverse).unwrap();
+            let ours: Vec<Value> = ring
+                .points()
+                .map(|(p, n)| {
+                    let d = &ring.destinations()[n.index()];
+                    json!([p, d.host, d.instance])
+                })
+                .collect();
+            assert_eq!(&ours, theirs, "case {case_no}: ring points differ");
+            // Bumped points sit next to each other or above 65535 (mmh3: check neighbours only).
+            if ours
+                .windows(2)
+                .any(|w| w[1][0].as_i64().unwrap() == w[0][0].as_i64().unwrap() + 1)
+                || (case.hash != CarbonHash::Mmh3Ch && ours.iter().any(|p| p[0].as_i64().unwrap() > 65535))
+            {
+                collisions_seen += 1;
+            }
+            HashRing::Consistent(ring)
+        };
         let routes = result["routes"].as_array().unwrap();
         assert_eq!(routes.len(), names.len());
         for (name, want) in names.iter().zip(routes) {
@@ -222,7 +257,7 @@ fn carbon_rings_and_routes_match_carbon() {
                 .map(|n| node_json(&ring.destinations()[n.index()]))
                 .collect();
             let mut want: Vec<Value> = want.as_array().unwrap().clone();
-            if case.dests.len() == 1 && !case.diverse && case.replication > 1 {
+            if !case.fast && case.dests.len() == 1 && !case.diverse && case.replication > 1 {
                 // carbon's get_nodes yields a lone member twice (once up front, once from its walk),
                 // so a non-diverse router sends to it twice. We send once.
                 assert_eq!(want.len(), 2, "case {case_no}: carbon's double yield changed");
@@ -231,8 +266,54 @@ fn carbon_rings_and_routes_match_carbon() {
             assert_eq!(got, want, "case {case_no}: {name:?} routed differently");
         }
     }
+    collisions_seen
+}
+
+#[test]
+fn carbon_rings_and_routes_match_carbon() {
+    let names = common::utf8_names(0xca7b0, 10_000);
+    let collisions = compare(PYTHON, &cases(), &names);
     assert!(
-        collisions_seen >= 5,
-        "too few rings with colliding points: {collisions_seen}"
+        collisions >= 5,
+        "too few rings with colliding points: {collisions}"
     );
+}
+
+/// mmh3_ch needs Python's mmh3 module, which Debian does not package: install it (pip install
+/// mmh3, in a venv made with --system-site-packages so carbon stays importable) and run with
+/// `CARBIDE_MMH3_PYTHON=/path/to/venv/bin/python cargo test -p carbide-routing -- --ignored`.
+#[test]
+#[ignore = "needs Python's mmh3 module, not installed by scripts/install-test-deps.sh yet"]
+fn carbon_mmh3_rings_match_carbon() {
+    let python = std::env::var("CARBIDE_MMH3_PYTHON").unwrap_or_else(|_| PYTHON.to_owned());
+    let twelve = with_instances(
+        &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"],
+        &["a", "b", "c"],
+    );
+    let m = |fast, replication, diverse, dests| Case {
+        fast,
+        hash: CarbonHash::Mmh3Ch,
+        replication,
+        diverse,
+        dests,
+    };
+    let cases = vec![
+        m(false, 1, true, hosts(3, "cache")),
+        m(false, 3, true, twelve.clone()),
+        m(false, 2, false, odd_destinations()),
+        m(true, 1, true, hosts(7, "fast-")),
+        m(true, 2, true, twelve),
+        m(true, 3, false, odd_destinations()),
+    ];
+    compare(&python, &cases, &common::utf8_names(0x3333, 10_000));
+    // The default algorithm of fast-hashing must be reachable through the public enum too.
+    let ring = HashRing::build(
+        Algorithm::CarbonFast {
+            hash: CarbonHash::Mmh3Ch,
+            diverse_replicas: true,
+        },
+        hosts(3, "x"),
+    )
+    .unwrap();
+    assert_eq!(ring.destinations().len(), 3);
 }
