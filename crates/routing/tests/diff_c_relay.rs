@@ -113,6 +113,7 @@ fn clusters() -> Vec<Cluster> {
             let owners: BTreeSet<u32> = match &ring {
                 HashRing::Consistent(r) => r.points().map(|(_, n)| n.0).collect(),
                 HashRing::Jump(r) => r.bucket_order().map(|n| n.0).collect(),
+                HashRing::Fast(r) => r.member_order().map(|n| n.0).collect(),
             };
             for replication in 1..=3usize.min(owners.len()) {
                 out.push(Cluster {
