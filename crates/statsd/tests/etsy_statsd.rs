@@ -502,3 +502,125 @@ fn tcp_server_and_admin_deletes() {
     ];
     run_steps("tcp_admin", json!({}), &[phase1, phase2, phase3, vec![]]);
 }
+
+/// Random lines from a grammar of valid and invalid pieces: values node reads oddly (` 1`,
+/// `0x1f`, `.5`, `-0`, `Infinity`), unknown and padded types, good and bad rates, several
+/// segments, tags. Rates that crash node (`@+1`, `@ 1`, `@Infinity`) and keys named after
+/// `Object.prototype` members are left out (see the crate docs).
+fn random_packets(seed: u64, count: usize) -> Vec<Vec<u8>> {
+    let mut s = seed;
+    let mut next = move |n: usize| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % n as u64) as usize
+    };
+    let keys = [
+        "a",
+        "b.c",
+        "7",
+        "42",
+        "007",
+        "x y",
+        "p/q",
+        "t\tab",
+        "caf\u{e9}",
+        "k;t=1",
+        "dots..x",
+        "",
+        "statsd.bad_lines_seen",
+        "u-v_w",
+    ];
+    let values = [
+        "1",
+        "0",
+        "-0",
+        "2.5",
+        " 3 ",
+        "0x1f",
+        "1e3",
+        ".5",
+        "5.",
+        "-7",
+        "+4",
+        "Infinity",
+        "1e21",
+        "1e-7",
+        "0.1",
+        "abc",
+        "",
+        "0b11",
+        "12345678901234567890",
+        "-1.5e-3",
+    ];
+    let types = ["c", "ms", "g", "s", "h", "zz", "ms ", " g", "", "S", "c\r"];
+    let rates = [
+        "",
+        "",
+        "",
+        "|@0.5",
+        "|@0",
+        "|@2",
+        "|@.1",
+        "|@1e-1",
+        "|@-1",
+        "|@",
+        "|@abc",
+        "|@0x2",
+        "|0.5",
+        "|@0.25|extra",
+    ];
+    let tags = ["", "", "", "|#env:prod", "|#a:b:c,d", "|#", "|#x;y:z|#w"];
+    let mut packets = Vec::new();
+    for _ in 0..count {
+        let mut p = String::new();
+        for l in 0..(1 + next(4)) {
+            if l > 0 {
+                p.push('\n');
+            }
+            p.push_str(keys[next(keys.len())]);
+            if next(10) == 0 {
+                continue; // no ':' at all
+            }
+            for seg in 0..(1 + next(3)) {
+                p.push(':');
+                p.push_str(values[next(values.len())]);
+                if next(12) > 0 || seg > 0 {
+                    p.push('|');
+                    p.push_str(types[next(types.len())]);
+                    p.push_str(rates[next(rates.len())]);
+                }
+            }
+            p.push_str(tags[next(tags.len())]);
+        }
+        if next(5) == 0 {
+            p.push('\n');
+        }
+        packets.push(p.into_bytes());
+    }
+    packets
+}
+
+#[test]
+fn random_lines_against_node() {
+    for (seed, config) in [
+        (0x1234_5678_u64, json!({"percentThreshold": [90, -25, 50.5]})),
+        (
+            0xdead_beef_u64,
+            json!({"deleteIdleStats": true, "histogram": [{"metric": "", "bins": [1, 3.5, "inf"]}]}),
+        ),
+        (
+            0x0bad_cafe_u64,
+            json!({"keyNameSanitize": false, "graphite": {"legacyNamespace": false}}),
+        ),
+    ] {
+        let p1 = random_packets(seed, 60);
+        let p2 = random_packets(seed ^ 0xffff, 60);
+        let phases: Vec<Vec<&[u8]>> = vec![
+            p1.iter().map(Vec::as_slice).collect(),
+            p2.iter().map(Vec::as_slice).collect(),
+            vec![],
+        ];
+        run_case(&format!("random_{seed:x}"), config, &phases);
+    }
+}
