@@ -402,3 +402,114 @@ impl ConsistentRing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_keys() {
+        let plain = Destination::new("127.0.0.1", 2004);
+        let quoted = Destination::with_instance("it's", 2004, "a\\b");
+        let cases = [
+            (carbon_python_key(&plain, 0), "('127.0.0.1', None):0"),
+            (carbon_python_key(&quoted, 7), "(\"it's\", 'a\\\\b'):7"),
+            (carbon_naive_key(&plain, 99), "('127.0.0.1', None):99"),
+            (carbon_naive_key(&quoted, 7), "('it's', 'a\\b'):7"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn carbon_bumps_collisions_in_destination_order() {
+        // fnv1a_ch keys members without an instance as "i-None": every point of the second member
+        // collides with the first's and moves up by one (or more, if that is taken too).
+        let ring = ConsistentRing::carbon(
+            CarbonHash::Fnv1aCh,
+            vec![Destination::new("a", 1), Destination::new("b", 1)],
+            true,
+        )
+        .unwrap();
+        let points: Vec<(i64, NodeId)> = ring.points().collect();
+        assert_eq!(points.len(), 200);
+        let positions: HashSet<i64> = points.iter().map(|p| p.0).collect();
+        assert_eq!(positions.len(), 200, "positions must be unique after bumping");
+        // Every point of b was pushed up from an occupied position, so the one below is taken.
+        for (p, node) in &points {
+            if *node == NodeId(1) {
+                assert!(positions.contains(&(p - 1)), "b's point {p} was not bumped");
+            }
+        }
+        let bases: HashSet<i64> = (0..REPLICA_POINTS)
+            .map(|i| i64::from(hash::fold16(hash::fnv1a_32(format!("{i}-None").as_bytes()))))
+            .collect();
+        assert!(
+            bases.iter().all(|b| points.contains(&(*b, NodeId(0)))),
+            "a keeps its own positions"
+        );
+        // Member a was added first, so it keeps every unbumped position.
+        let a_first = points.iter().filter(|p| p.1 == NodeId(0)).count();
+        assert_eq!(a_first, 100);
+    }
+
+    #[test]
+    fn c_relay_collisions_go_to_the_first_member_and_routes_stay_bounded() {
+        // Same host on three ports: identical carbon_ch keys, identical positions. The sort keeps
+        // config order for equal keys and the first member takes every point.
+        let ring = ConsistentRing::c_relay(
+            CRelayHash::CarbonCh,
+            vec![
+                Destination::new("h", 1),
+                Destination::new("h", 2),
+                Destination::new("h", 3),
+            ],
+        )
+        .unwrap();
+        assert!(ring.points().all(|(_, n)| n == NodeId(0)));
+        let mut out = Vec::new();
+        // carbon-c-relay itself spins forever here (it refuses only replication > members).
+        ring.route(b"anything", 3, &mut out);
+        assert_eq!(out, vec![NodeId(0)]);
+    }
+
+    #[test]
+    fn c_relay_keys_are_cut_at_255_bytes() {
+        let long = "x".repeat(400);
+        let a = ConsistentRing::c_relay(
+            CRelayHash::Fnv1aCh,
+            vec![Destination::with_instance("a", 1, &long)],
+        )
+        .unwrap();
+        let b = ConsistentRing::c_relay(
+            CRelayHash::Fnv1aCh,
+            vec![Destination::with_instance("a", 1, format!("{long}tail"))],
+        )
+        .unwrap();
+        assert!(a.points().eq(b.points()));
+    }
+
+    #[test]
+    fn the_walk_wraps_around() {
+        let ring = ConsistentRing::c_relay(
+            CRelayHash::CarbonCh,
+            vec![
+                Destination::new("a", 1),
+                Destination::new("b", 1),
+                Destination::new("c", 1),
+            ],
+        )
+        .unwrap();
+        let last = ring.points().last().unwrap();
+        let first = ring.points().next().unwrap();
+        // Find a name whose position lies beyond the last point: it must land on the first point.
+        let name = (0..100_000)
+            .map(|i| format!("m{i}"))
+            .find(|n| ring.position(n.as_bytes()) > last.0)
+            .unwrap();
+        let mut out = Vec::new();
+        ring.route(name.as_bytes(), 1, &mut out);
+        assert_eq!(out, vec![first.1]);
+    }
+}
