@@ -107,6 +107,17 @@ struct Translator<'a> {
     out: String,
     fancy: bool,
     verbose: bool,
+    unsupported: Option<String>,
+    /// A backreference the last escape or group produced, checked against the groups so far.
+    backref: Option<Backref>,
+    /// Nothing but global flag groups so far (where Python allows `(?i)`).
+    at_start: bool,
+}
+
+/// A backreference by number (`\1`) or name (`(?P=n)`).
+enum Backref {
+    Number(usize),
+    Name(String),
 }
 
 fn hex_escape(c: char) -> String {
@@ -126,11 +137,10 @@ impl<'a> Translator<'a> {
         }
     }
 
-    fn unsupported(&self, feature: impl Into<String>) -> RegexError {
-        RegexError::Unsupported {
-            pattern: self.src.to_string(),
-            feature: feature.into(),
-        }
+    /// Notes a construct Python accepts and we cannot run; translation goes on, so that a
+    /// pattern Python would refuse anyway is still reported as invalid.
+    fn unsupported(&mut self, feature: impl Into<String>) {
+        self.unsupported.get_or_insert_with(|| feature.into());
     }
 
     fn peek(&self, k: usize) -> Option<char> {
@@ -216,7 +226,19 @@ impl<'a> Translator<'a> {
                 let ch = self.take_hex(8, "U")?;
                 lit(self, ch)
             }
-            'N' => Err(self.unsupported("\\N{...} named characters")),
+            'N' => {
+                self.unsupported("\\N{...} named characters");
+                if self.peek(0) == Some('{') {
+                    while let Some(c) = self.peek(0) {
+                        self.i += 1;
+                        if c == '}' {
+                            break;
+                        }
+                    }
+                }
+                self.out.push('N');
+                Ok(())
+            }
             '0' => {
                 let digits = format!("0{}", self.take_octal(2));
                 let ch = self.octal_char(&digits)?;
@@ -247,6 +269,7 @@ impl<'a> Translator<'a> {
                     self.i += 1;
                 }
                 self.fancy = true;
+                self.backref = num.parse().ok().map(Backref::Number);
                 self.out.push_str(&format!("\\{num}"));
                 Ok(())
             }
@@ -288,7 +311,8 @@ impl<'a> Translator<'a> {
             self.out.push('?');
             self.i += 1;
         } else if self.peek(0) == Some('+') {
-            return Err(self.unsupported("a possessive quantifier"));
+            self.unsupported("a possessive quantifier");
+            self.i += 1;
         }
         Ok(())
     }
@@ -309,7 +333,7 @@ impl<'a> Translator<'a> {
                 return Err(t.invalid(format!("bad character in group name {after:?}")));
             }
             if !after.is_ascii() {
-                return Err(t.unsupported(format!("the non-ASCII group name {after:?}")));
+                t.unsupported(format!("the non-ASCII group name {after:?}"));
             }
             t.i += prefix.chars().count() + after.chars().count() + 1;
             Ok(after)
@@ -320,6 +344,7 @@ impl<'a> Translator<'a> {
         } else if rest.starts_with("?P=") {
             let name = named(self, "?P=", ')')?;
             self.fancy = true;
+            self.backref = Some(Backref::Name(name.clone()));
             self.out.push_str(&format!("(?:\\k<{name}>)"));
         } else if rest.starts_with("?:") {
             self.i += 2;
@@ -340,7 +365,16 @@ impl<'a> Translator<'a> {
                 .ok_or_else(|| self.invalid("missing ), unterminated comment"))?;
             self.i += rest[..=end].chars().count();
         } else if rest.starts_with("?(") {
-            return Err(self.unsupported("a conditional group (?(id)yes|no)"));
+            let end = rest
+                .find(')')
+                .ok_or_else(|| self.invalid("missing ), unterminated name"))?;
+            let id = &rest[2..end];
+            if !(is_py_identifier(id) || (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))) {
+                return Err(self.invalid(format!("bad character in group name {id:?}")));
+            }
+            self.unsupported("a conditional group (?(id)yes|no)");
+            self.i += rest[..=end].chars().count();
+            self.out.push_str("(?:");
         } else {
             // Flags: (?imsx) or (?imsx-imsx:...)
             let flags: String = rest[1..]
@@ -354,6 +388,10 @@ impl<'a> Translator<'a> {
                     rest[1..].chars().next().unwrap_or(' ')
                 )));
             }
+            // Python 3.11 refuses global flags anywhere but at the very start.
+            if next == Some(')') && !self.at_start {
+                return Err(self.invalid("global flags not at the start of the expression"));
+            }
             let mut kept = String::new();
             for f in flags.chars() {
                 match f {
@@ -363,7 +401,7 @@ impl<'a> Translator<'a> {
                         kept.push(f);
                     }
                     'u' => {}
-                    'a' | 'L' => return Err(self.unsupported(format!("the '{f}' flag"))),
+                    'a' | 'L' => self.unsupported(format!("the '{f}' flag")),
                     _ => return Err(self.invalid(format!("unknown flag '{f}'"))),
                 }
             }
@@ -424,31 +462,108 @@ impl<'a> Translator<'a> {
                 .collect();
             self.verbose = flags.contains('x');
         }
-        let mut quantified = false;
+        // What precedes the cursor, for Python's "nothing to repeat" / "multiple repeat" checks,
+        // which Rust's parser does not make (it accepts `a**` and `^*`).
+        #[derive(Clone, Copy, PartialEq)]
+        enum Last {
+            Nothing,
+            Item,
+            Anchor,
+            Quantified,
+            LookAround,
+        }
+        let mut last = Last::Nothing;
+        // For each open group: whether it is a look-around (fancy-regex cannot repeat those).
+        let mut groups: Vec<(bool, Option<usize>)> = vec![];
+        // Capture groups in opening order (number = index + 1) with their names, and which are closed.
+        let mut captures: Vec<(Option<String>, bool)> = vec![];
+        let mut numbered_unnamed = false;
         while let Some(c) = self.peek(0) {
             self.i += 1;
-            let was_quantified = std::mem::take(&mut quantified);
+            let is_quantifier = matches!(c, '*' | '+' | '?') || (c == '{' && self.quantifier().is_some());
+            if is_quantifier {
+                match last {
+                    Last::Quantified => return Err(self.invalid("multiple repeat")),
+                    Last::Nothing | Last::Anchor => return Err(self.invalid("nothing to repeat")),
+                    Last::LookAround => self.unsupported("a repeated look-around"),
+                    Last::Item => {}
+                }
+            }
+            let before = last;
+            last = Last::Item;
+            let len_before = self.out.len();
             match c {
-                '*' | '+' | '?' if was_quantified => return Err(self.invalid("multiple repeat")),
-                '{' if was_quantified && self.quantifier().is_some() => {
-                    return Err(self.invalid("multiple repeat"));
+                '^' | '$' => {
+                    self.out.push(c);
+                    last = Last::Anchor;
+                }
+                '\\' if matches!(self.peek(0), Some('A' | 'Z' | 'b' | 'B')) => {
+                    self.escape(false)?;
+                    last = Last::Anchor;
                 }
                 '\\' => self.escape(false)?,
                 '[' => self.class()?,
-                '(' => self.group_open()?,
+                '(' => {
+                    let start = self.out.len();
+                    self.group_open()?;
+                    let emitted = &self.out[start..];
+                    last = if emitted.starts_with("(?:\\k<") {
+                        // (?P=name): a backreference, an item like any other.
+                        Last::Item
+                    } else if emitted.is_empty() || emitted.ends_with(')') {
+                        // A comment or a global flag group adds nothing to repeat.
+                        before
+                    } else {
+                        let look = emitted.starts_with("(?=")
+                            || emitted.starts_with("(?!")
+                            || emitted.starts_with("(?<");
+                        let capture = if emitted == "(" {
+                            Some(None)
+                        } else {
+                            emitted
+                                .strip_prefix("(?P<")
+                                .and_then(|n| n.strip_suffix('>'))
+                                .map(|n| Some(n.to_string()))
+                        };
+                        let number = capture.map(|name| {
+                            captures.push((name, false));
+                            captures.len()
+                        });
+                        groups.push((look, number));
+                        Last::Nothing
+                    };
+                }
+                ')' => {
+                    self.out.push(')');
+                    match groups.pop() {
+                        None => return Err(self.invalid("unbalanced parenthesis")),
+                        Some((look, number)) => {
+                            if let Some(c) = number.and_then(|n| captures.get_mut(n - 1)) {
+                                c.1 = true;
+                            }
+                            if look {
+                                last = Last::LookAround;
+                            }
+                        }
+                    }
+                }
+                '|' => {
+                    self.out.push('|');
+                    last = Last::Nothing;
+                }
                 '{' => match self.quantifier() {
                     Some((q, len)) => {
                         self.out.push_str(&q);
                         self.i += len - 1;
                         self.after_quantifier()?;
-                        quantified = true;
+                        last = Last::Quantified;
                     }
                     None => self.out.push_str("\\{"),
                 },
                 '*' | '+' | '?' => {
                     self.out.push(c);
                     self.after_quantifier()?;
-                    quantified = true;
+                    last = Last::Quantified;
                 }
                 '}' | ']' => {
                     self.out.push('\\');
@@ -461,13 +576,52 @@ impl<'a> Translator<'a> {
                         }
                         self.i += 1;
                     }
+                    last = before;
                 }
-                c if self.verbose && c.is_whitespace() => quantified = was_quantified,
+                c if self.verbose && c.is_whitespace() => last = before,
                 '&' | '~' | '-' | '#' | ' ' => {
                     self.out.push_str(&regex::escape(&c.to_string()));
                 }
                 c => self.out.push(c),
             }
+            if self.out.len() != len_before && !(c == '(' && self.out[len_before..].ends_with(')')) {
+                self.at_start = false;
+            }
+            match self.backref.take() {
+                None => {}
+                Some(Backref::Number(n)) => match captures.get(n.wrapping_sub(1)) {
+                    None => return Err(self.invalid(format!("invalid group reference {n}"))),
+                    Some((_, false)) => return Err(self.invalid("cannot refer to an open group")),
+                    // fancy-regex refuses numbered references once groups have names, so a
+                    // reference to a named group goes by its name.
+                    Some((Some(name), true)) => {
+                        let tail = format!("\\{n}");
+                        if self.out.ends_with(&tail) {
+                            self.out.truncate(self.out.len() - tail.len());
+                            self.out.push_str(&format!("(?:\\k<{name}>)"));
+                        }
+                    }
+                    Some((None, true)) => numbered_unnamed = true,
+                },
+                Some(Backref::Name(name)) => match captures.iter().find(|(n, _)| n.as_deref() == Some(&name))
+                {
+                    None => return Err(self.invalid(format!("unknown group name '{name}'"))),
+                    Some((_, false)) => return Err(self.invalid("cannot refer to an open group")),
+                    Some((_, true)) => {}
+                },
+            }
+        }
+        if !groups.is_empty() {
+            return Err(self.invalid("missing ), unterminated subpattern"));
+        }
+        if numbered_unnamed && captures.iter().any(|(n, _)| n.is_some()) {
+            self.unsupported("a numbered backreference to an unnamed group in a pattern with named groups");
+        }
+        if let Some(feature) = self.unsupported.take() {
+            return Err(RegexError::Unsupported {
+                pattern: self.src.to_string(),
+                feature,
+            });
         }
         Ok(Translation {
             text: self.out,
@@ -484,6 +638,9 @@ fn translate(pattern: &str) -> Result<Translation, RegexError> {
         out: String::new(),
         fancy: false,
         verbose: false,
+        unsupported: None,
+        backref: None,
+        at_start: true,
     }
     .run()
 }
@@ -593,10 +750,22 @@ impl PyRegex {
 }
 
 fn classify(pattern: &str, message: &str) -> RegexError {
-    if message.contains("size limit") || message.contains("exceeds") {
+    // Python's syntax has already been checked by the translator, so these are limits of the
+    // engines (fancy-regex cannot repeat a group made only of look-arounds, for one).
+    let engine_limit = [
+        "size limit",
+        "exceeds",
+        "Target of repeat operator is invalid",
+        "not allowed",
+        "not supported",
+    ];
+    if engine_limit.iter().any(|m| message.contains(m)) {
         RegexError::Unsupported {
             pattern: pattern.to_string(),
-            feature: "more states than the regex size limit".into(),
+            feature: format!(
+                "a construct the regex engine cannot run ({})",
+                message.lines().last().unwrap_or(message).trim()
+            ),
         }
     } else {
         let reason = message.lines().last().unwrap_or(message).trim().to_string();
