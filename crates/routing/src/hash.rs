@@ -67,6 +67,13 @@ pub fn jump_next(mut h: u64) -> u64 {
     h.wrapping_mul(2_685_821_657_736_338_717)
 }
 
+/// The member carbon-c-relay's `any_of` cluster picks for `key` among `members` (before failover
+/// to the next live one): `fnv1a_32(key) % members`, bytes sign-extended. `None` for no members.
+pub fn any_of_member(key: &[u8], members: usize) -> Option<usize> {
+    let members = u32::try_from(members).ok().filter(|&m| m > 0)?;
+    Some((fnv1a_32_signed_char(key) % members) as usize)
+}
+
 /// MurmurHash3 x86 32-bit with seed 0, as a signed integer: what Python's `mmh3.hash(key)` returns
 /// (carbon's mmh3_ch position, which may be negative).
 pub fn murmur3_32(key: &[u8]) -> i32 {

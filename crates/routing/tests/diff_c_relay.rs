@@ -1,7 +1,7 @@
 //! Differential test against carbon-c-relay 3.7 in test mode (`-t`): one config with a cluster for
 //! every member list × {carbon_ch, fnv1a_ch, jump_fnv1a_ch} × replication 1..3, one relay run over
 //! 10 000 random names (raw bytes, including invalid UTF-8), and every printed destination list
-//! must equal ours.
+//! must equal ours; plus an any_of cluster (fnv1a_32 % members).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -69,6 +69,13 @@ fn member_lists() -> Vec<Vec<Destination>> {
             d("127.0.5.3", 2003, Some("b")),
         ],
     ]
+}
+
+/// any_of members may not appear in another cluster.
+fn any_of_members() -> Vec<Destination> {
+    (1..=13)
+        .map(|i| d(&format!("127.0.9.{i}"), 2003 + i, None))
+        .collect()
 }
 
 fn member_text(m: &Destination) -> String {
@@ -140,9 +147,15 @@ fn config(clusters: &[Cluster]) -> String {
             members.join("\n    ")
         ));
     }
+    // An any_of cluster too: it prints the member fnv1a_32 % n picks.
+    let any: Vec<String> = any_of_members().iter().map(member_text).collect();
+    conf.push_str(&format!(
+        "cluster anyof any_of\n    {}\n    ;\n",
+        any.join("\n    ")
+    ));
     let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
     conf.push_str(&format!(
-        "match *\n    send to {}\n    stop\n    ;\n",
+        "match *\n    send to {} anyof\n    stop\n    ;\n",
         names.join(" ")
     ));
     conf
@@ -179,11 +192,16 @@ fn run_relay(conf_path: &std::path::Path, input: Vec<u8>) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    writer.join().unwrap().unwrap();
+    let written = writer.join().unwrap();
     let out = reader.join().unwrap().unwrap();
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(status.success(), "carbon-c-relay -t failed: {err}");
+    assert!(
+        status.success(),
+        "carbon-c-relay -t failed: {err}{}",
+        String::from_utf8_lossy(&out[..out.len().min(2000)])
+    );
+    written.unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -215,6 +233,8 @@ fn c_relay_routes_match_carbon_c_relay() {
         .map(|(i, c)| (c.name.as_str(), i))
         .collect();
     let mut results: Vec<Vec<Vec<String>>> = Vec::new();
+    let mut any_of: Vec<String> = Vec::new();
+    let mut in_any_of = false;
     let mut current: Option<usize> = None;
     let mut in_routes = false;
     for line in out.lines() {
@@ -225,6 +245,15 @@ fn c_relay_routes_match_carbon_c_relay() {
             continue;
         }
         if !in_routes {
+            continue;
+        }
+        if line == "    any_of(anyof)" {
+            in_any_of = true;
+            continue;
+        }
+        if in_any_of {
+            any_of.push(line.trim().to_owned());
+            in_any_of = false;
             continue;
         }
         if let Some(rest) = line.strip_prefix("        ") {
@@ -257,4 +286,16 @@ fn c_relay_routes_match_carbon_c_relay() {
         }
     }
     assert_eq!(compared, names.len() * clusters.len());
+
+    let any_members = any_of_members();
+    assert_eq!(any_of.len(), names.len());
+    for (name, want) in names.iter().zip(&any_of) {
+        let i = carbide_routing::hash::any_of_member(name, any_members.len()).unwrap();
+        assert_eq!(
+            &printed(&any_members[i]),
+            want,
+            "any_of for {:?}",
+            String::from_utf8_lossy(name)
+        );
+    }
 }
