@@ -22,8 +22,7 @@
 //!
 //! # Layout
 //! - [`hash`]: MD5 positions, FNV-1a-32/64 (with carbon-c-relay's signed-`char` quirk), jump hash,
-//!   carbon-c-relay's any_of pick,
-//!   MurmurHash3.
+//!   MurmurHash3, and carbon-c-relay's any_of pick.
 //! - [`consistent`]: [`ConsistentRing`], the 100-points-per-member ring in its three flavours
 //!   (carbon ≥ 1.0, carbon-c-relay, buckytools); the module doc tabulates how they differ.
 //! - [`jump`]: [`JumpRing`], carbon-c-relay's jump_fnv1a_ch.
