@@ -1,5 +1,48 @@
 //! `carbide`: the one binary whose subcommands are Graphite's roles.
+//!
+//! Each role lives in its own module and exposes a clap subcommand type and a `run` function; this file
+//! only parses the command line and hands over, so roles can be added without touching one another.
+//!
+//! # Layout
+//! - [`whisper_cli`]: `carbide whisper …`, the whisper-*.py scripts.
 
-fn main() {
-    println!("carbide");
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod whisper_cli;
+
+/// The Graphite metrics stack as one binary.
+#[derive(Debug, Parser)]
+#[command(name = "carbide", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The roles and tool groups of the binary.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Whisper file tools, argument-compatible with the whisper-*.py scripts.
+    #[command(subcommand)]
+    Whisper(whisper_cli::WhisperCommand),
+}
+
+/// optparse's and argparse's habits, for every subcommand: a long option may be shortened to any
+/// unambiguous prefix, and giving an option twice keeps the last value instead of failing.
+fn script_style(cmd: clap::Command) -> clap::Command {
+    cmd.infer_long_args(true)
+        .args_override_self(true)
+        .mut_subcommands(script_style)
+}
+
+fn main() -> ExitCode {
+    let matches = script_style(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match cli.command {
+        Command::Whisper(cmd) => whisper_cli::run(cmd),
+    }
 }

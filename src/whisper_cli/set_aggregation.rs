@@ -1,0 +1,98 @@
+//! `carbide whisper set-aggregation-method` and `set-xfilesfactor` (whisper-set-aggregation-method.py,
+//! whisper-set-xfilesfactor.py): rewrite the header's metadata in place.
+
+use std::path::Path;
+
+use carbide_core::AggregationMethod;
+use carbide_whisper::{Error, WhisperFile};
+
+use super::{Ctx, Fail, caught, py_message, pyfmt};
+
+/// Arguments of whisper-set-aggregation-method.py.
+#[derive(Debug, clap::Args)]
+pub struct MethodArgs {
+    /// path <average|sum|last|max|min|avg_zero|absmax|absmin> [xFilesFactor]
+    #[arg(value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+/// Arguments of whisper-set-xfilesfactor.py.
+#[derive(Debug, clap::Args)]
+pub struct XffArgs {
+    /// path to whisper file
+    path: String,
+    /// new xFilesFactor, a float between 0 and 1
+    #[arg(value_name = "xFilesFactor", value_parser = pyfmt::optparse_float, allow_negative_numbers = true)]
+    xff: f64,
+}
+
+/// Opens the file for writing; an OS error is reported as the scripts report it: "does not exist",
+/// then the help.
+fn open(path: &Path) -> Result<WhisperFile, Fail> {
+    WhisperFile::open_path(path, true, false).map_err(|e| match e {
+        Error::FileIo { .. } | Error::Io(_) => Fail::Help(Some(format!(
+            "[ERROR] File '{}' does not exist!\n\n",
+            path.display()
+        ))),
+        e => caught(&e),
+    })
+}
+
+/// The xFilesFactor check of whisper.py's `__writeHeaderMetadata`.
+fn check_xff(xff: f64) -> Result<f64, Fail> {
+    if (0.0..=1.0).contains(&xff) {
+        Ok(xff)
+    } else {
+        Err(caught(&Error::InvalidXFilesFactor(xff)))
+    }
+}
+
+/// Runs whisper-set-aggregation-method.py.
+pub fn run_method(a: MethodArgs, ctx: &mut Ctx) -> Result<(), Fail> {
+    let (path, method_name) = match a.args.as_slice() {
+        [path, method, ..] => (Path::new(path), method.as_str()),
+        _ => return Err(Fail::Help(None)),
+    };
+    // The script reads an xFilesFactor only when exactly three arguments are given.
+    let xff_text = match a.args.as_slice() {
+        [_, _, x] => Some(x.as_str()),
+        _ => None,
+    };
+    let mut db = open(path)?;
+    let method = method_name
+        .parse::<AggregationMethod>()
+        .map_err(|e| Fail::Msg(format!("[ERROR] {e}")))?;
+    let xff = match xff_text {
+        None => None,
+        Some(text) => {
+            let x = pyfmt::float(text)
+                .ok_or_else(|| Fail::Msg(format!("[ERROR] Invalid xFilesFactor {text}, not a float")))?;
+            Some(check_xff(x)?)
+        }
+    };
+    let (old, _) = db
+        .set_aggregation(Some(method), xff)
+        .map_err(|e| Fail::Msg(format!("[ERROR] {}", py_message(&e.with_path(path)))))?;
+    ctx.println(format!(
+        "Updated aggregation method: {} ({} -> {})",
+        path.display(),
+        old.name(),
+        method_name
+    ))
+}
+
+/// Runs whisper-set-xfilesfactor.py.
+pub fn run_xff(a: XffArgs, ctx: &mut Ctx) -> Result<(), Fail> {
+    let path = Path::new(&a.path);
+    let mut db = open(path)?;
+    let xff = check_xff(a.xff)?;
+    let (_, old) = db
+        .set_aggregation(None, Some(xff))
+        .map_err(|e| Fail::Msg(format!("[ERROR] {}", py_message(&e.with_path(path)))))?;
+    ctx.println(format!(
+        "Updated xFilesFactor: {} ({} -> {})",
+        path.display(),
+        pyfmt::repr(f64::from(old)),
+        pyfmt::repr(a.xff)
+    ))
+}
