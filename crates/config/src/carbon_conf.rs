@@ -636,7 +636,7 @@ impl FromPy for bool {
 impl FromPy for f64 {
     fn from_py(ctx: &Ctx<'_>, key: &str, s: &Setting) -> Result<Self, ConfigError> {
         match s.value {
-            PyValue::Int(i) => Ok(i as f64),
+            PyValue::Int(i) if i >= 0 => Ok(i as f64),
             PyValue::Float(f) if !f.is_nan() && f >= 0.0 => Ok(f),
             _ => Err(ctx.err(s, key, "a non-negative number (or inf)")),
         }
@@ -942,4 +942,139 @@ pub fn parse_carbon_conf(
     let ini = Ini::parse(path, text)?;
     let raw = read_settings(&ini, path, program, instance, env)?;
     CarbonSettings::from_raw(&raw, path, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> ConfigEnv {
+        ConfigEnv {
+            graphite_root: "/opt/graphite".into(),
+            storage_dir: None,
+            home: Some("/home/carbon".into()),
+        }
+    }
+
+    fn cache(text: &str) -> Result<(CarbonSettings, Vec<Warning>), ConfigError> {
+        parse_carbon_conf("/etc/carbon/carbon.conf", text, "carbon-cache", Some("a"), &env())
+    }
+
+    #[test]
+    fn empty_file_is_carbons_defaults() {
+        let (s, w) = cache("").unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s.max_cache_size, f64::INFINITY);
+        assert_eq!(s.max_updates_per_second, 500.0);
+        assert_eq!(s.line_receiver_interface, "0.0.0.0");
+        assert_eq!(
+            (s.line_receiver_port, s.pickle_receiver_port, s.cache_query_port),
+            (2003, 2004, 7002)
+        );
+        assert_eq!(s.write_strategy, WriteStrategy::Sorted);
+        assert_eq!(s.relay_method, RelayMethod::Rules);
+        assert_eq!(s.pickle_receiver_max_length, 1 << 20);
+        assert_eq!(s.bind_patterns, ["#"]);
+        assert!(s.destinations.is_empty());
+        assert_eq!(s.conf_dir, "/etc/carbon");
+        assert_eq!(s.storage_dir, "/opt/graphite/storage");
+        assert_eq!(s.local_data_dir, "/opt/graphite/storage/whisper");
+        assert_eq!(s.log_dir, "/opt/graphite/storage/log/carbon-cache/carbon-cache-a");
+        assert_eq!(s.pidfile, "/opt/graphite/storage/carbon-cache-a.pid");
+        assert_eq!(s.instance.as_deref(), Some("a"));
+        assert_eq!(s.max_updates_per_second_on_shutdown, None);
+        assert_eq!(s.protobuf_receiver, None);
+    }
+
+    #[test]
+    fn typed_errors_name_the_line() {
+        let cases: &[(&str, usize)] = &[
+            ("[cache]\nLINE_RECEIVER_PORT = 70000\n", 2),
+            ("[cache]\nLINE_RECEIVER_PORT = http\n", 2),
+            ("[cache]\n\nMAX_CACHE_SIZE = lots\n", 3),
+            ("[cache]\nMAX_CACHE_SIZE = -1\n", 2),
+            ("[cache]\nMAX_QUEUE_SIZE = 1.5\n", 2),
+            ("[cache]\nCACHE_WRITE_STRATEGY = fastest\n", 2),
+            ("[cache]\nRELAY_METHOD = magic\n", 2),
+            ("[cache]\nDESTINATIONS = a:1, b\n", 2),
+            ("[cache]\nQUEUE_LOW_WATERMARK_PCT = 2\n", 2),
+            ("[cache]\nREPLICATION_FACTOR = 0\n", 2),
+            ("[cache]\nROUTER_HASH_TYPE = md5\n", 2),
+            ("[cache]\nDESTINATION_PROTOCOL = http\n", 2),
+            ("[cache]\nENABLE_TAGS = perhaps\n", 2),
+            ("[cache:a]\nUSE_WHITELIST = 2\n", 2),
+            ("[cache]\nMAX_UPDATES_PER_SECOND_ON_SHUTDOWN = fast\n", 2),
+            ("[cache]\nPROTOBUF_RECEIVER_PORT = -5\n", 2),
+        ];
+        for (text, line) in cases {
+            let e = cache(text).unwrap_err();
+            assert_eq!(e.line, *line, "{text:?}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("/etc/carbon/carbon.conf:{line}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn instance_sections_and_paths() {
+        let text = "\
+[DEFAULT]
+LOG_UPDATES = false
+[cache]
+STORAGE_DIR = ~/graphite/./storage/
+LOG_UPDATES = true
+USER = 1000
+MAX_UPDATES_PER_SECOND = inf
+DESTINATIONS =
+mystery = 1
+[cache:a]
+LINE_RECEIVER_PORT = 2103
+PID_DIR = /run/carbon
+";
+        let (s, w) = cache(text).unwrap();
+        assert_eq!(s.line_receiver_port, 2103);
+        // [cache:a] re-applies DEFAULT, which beats [cache]: carbon's behaviour.
+        assert!(!s.log_updates);
+        assert_eq!(s.user, "1000");
+        assert_eq!(s.max_updates_per_second, f64::INFINITY);
+        assert!(s.destinations.is_empty());
+        assert_eq!(s.storage_dir, "/home/carbon/graphite/storage");
+        assert_eq!(s.local_data_dir, "/home/carbon/graphite/storage/whisper");
+        assert_eq!(s.pid_dir, "/run/carbon");
+        assert_eq!(s.pidfile, "/run/carbon/carbon-cache-a.pid");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].line, 9);
+        let (b, _) = parse_carbon_conf("c", text, "carbon-cache", Some("b"), &env()).unwrap();
+        assert_eq!(b.line_receiver_port, 2003);
+        assert!(b.log_updates);
+        assert_eq!(b.pidfile, "/home/carbon/graphite/storage/carbon-cache-b.pid");
+    }
+
+    #[test]
+    fn python_helpers() {
+        for (p, want) in [
+            ("/a//b/./c/", "/a/b/c"),
+            ("a/../../b", "../b"),
+            ("/../x", "/x"),
+            ("//x", "//x"),
+            ("///x", "/x"),
+            ("", "."),
+            ("./", "."),
+        ] {
+            assert_eq!(py_normpath(p), want, "{p}");
+        }
+        for (f, want) in [
+            (0.5, "0.5"),
+            (1000.0, "1000.0"),
+            (1e-5, "1e-05"),
+            (1e16, "1e+16"),
+            (0.0001, "0.0001"),
+        ] {
+            assert_eq!(py_float_repr(f), want);
+        }
+        assert_eq!(PyValue::Str("it's".into()).py_repr(), "\"it's\"");
+        assert_eq!(PyValue::List(vec!["a".into(), "".into()]).py_repr(), "['a', '']");
+    }
 }

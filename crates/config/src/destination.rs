@@ -69,6 +69,12 @@ pub fn parse_destinations(list: &str) -> Result<Vec<Destination>, String> {
     list.split(',').map(parse_destination).collect()
 }
 
+/// graphite-web's CARBONLINK_HOSTS (`graphite.util.parseHosts`, the same code as carbon's):
+/// `["127.0.0.1:7002:a", ...]`, where the instance names the carbon-cache in the hash ring.
+pub fn parse_carbonlink_hosts<S: AsRef<str>>(hosts: &[S]) -> Result<Vec<Destination>, String> {
+    hosts.iter().map(|h| parse_destination(h.as_ref())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +106,12 @@ mod tests {
             assert!(parse_destination(bad).is_err(), "{bad}");
         }
         assert_eq!(d("::1", 1, Some("a")).to_string(), "[::1]:1:a");
+        assert_eq!(
+            parse_carbonlink_hosts(&["127.0.0.1:7002:a", "127.0.0.1:7102:b"]),
+            Ok(vec![
+                d("127.0.0.1", 7002, Some("a")),
+                d("127.0.0.1", 7102, Some("b"))
+            ])
+        );
     }
 }
