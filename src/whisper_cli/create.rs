@@ -106,7 +106,7 @@ pub fn check_new_file(
 }
 
 /// whisper-create.py's `byte_format`: three decimals and the largest unit below 1024.
-fn byte_format(size: u64) -> String {
+fn byte_format(size: u128) -> String {
     let mut num = size as f64;
     for unit in ["bytes", "KB", "MB"] {
         if num < 1024.0 {
@@ -125,7 +125,8 @@ fn estimate(args: &[String], ctx: &mut Ctx) -> Result<(), Fail> {
         [one] if one.find(',').is_some_and(|at| at > 0) => one.split(',').collect(),
         _ => args.iter().map(String::as_str).collect(),
     };
-    let (mut archives, mut total_points) = (0u64, 0u64);
+    // Python's integers do not overflow; u128 holds anything u32 point counts can add up to.
+    let (mut archives, mut total_points) = (0u128, 0u128);
     for def in defs {
         let r = parse_retention(def)?;
         ctx.println(format!(
@@ -133,7 +134,7 @@ fn estimate(args: &[String], ctx: &mut Ctx) -> Result<(), Fail> {
             r.points, r.seconds_per_point
         ))?;
         archives += 1;
-        total_points += u64::from(r.points);
+        total_points += u128::from(r.points);
     }
     let size = 16 + archives * 12 + total_points * 12;
     let disk_size = size.div_ceil(4096) * 4096;
@@ -141,7 +142,7 @@ fn estimate(args: &[String], ctx: &mut Ctx) -> Result<(), Fail> {
         "\nEstimated Whisper DB Size: {} ({disk_size} bytes on disk with 4k blocks)\n",
         byte_format(size)
     ))?;
-    for x in [1u64, 5, 10, 50, 100, 500] {
+    for x in [1u128, 5, 10, 50, 100, 500] {
         ctx.println(format!(
             "Estimated storage requirement for {x}k metrics: {}",
             byte_format(x * 1000 * disk_size)
@@ -211,6 +212,6 @@ mod tests {
         assert_eq!(byte_format(1024), "1.000KB");
         assert_eq!(byte_format(17308), "16.902KB");
         assert_eq!(byte_format(5 * 1024 * 1024 * 1024), "5.000GB");
-        assert_eq!(byte_format(u64::MAX), "17179869184.000GB");
+        assert_eq!(byte_format(u128::from(u64::MAX)), "17179869184.000GB");
     }
 }

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use carbide_whisper::{ArchiveDiff, file};
+use carbide_whisper::{ArchiveDiff, ArchiveInfo, file};
 
+use super::info::read_header;
 use super::merge::pair_error;
 use super::pyjson::{self, Json};
-use super::{Ctx, Fail, pyfmt};
+use super::{Ctx, Fail, pyfmt, span};
 
 /// Arguments of whisper-diff.py.
 #[derive(Debug, clap::Args)]
@@ -121,6 +122,32 @@ fn to_json(diffs: &[ArchiveDiff], a: &str, b: &str, with_points: bool) -> Json {
     ])
 }
 
+/// whisper.py's diff indexes both value lists by the length of the range; when the range is longer
+/// than an archive it has read a shorter, wrapped series and fails with an IndexError. We fail the
+/// same way instead of printing comparisons Python never makes.
+fn python_would_fail(a: &Path, b: &Path, until: Option<i64>, now: i64) -> Result<(), Fail> {
+    let (Ok(ha), Ok(hb)) = (read_header(a), read_header(b)) else {
+        return Ok(());
+    };
+    if ha.archives != hb.archives {
+        return Ok(());
+    }
+    let mut archives = ha.archives.clone();
+    archives.sort_by_key(ArchiveInfo::retention);
+    let mut until = until.unwrap_or(now);
+    for archive in &archives {
+        let start = now - archive.retention();
+        if span::slots(archive, start, until) > i64::from(archive.points) {
+            if span::written(a, archive) || span::written(b, archive) {
+                return Err(Fail::Msg("IndexError: list index out of range".into()));
+            }
+            span::check_size(archive, start, until)?;
+        }
+        until = until.min(start);
+    }
+    Ok(())
+}
+
 /// Runs whisper-diff.py.
 pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
     let [path_a, path_b] = a.args.as_slice() else {
@@ -128,6 +155,7 @@ pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
     };
     let (pa, pb) = (Path::new(path_a), Path::new(path_b));
     let until = a.until.filter(|&u| u != 0);
+    python_would_fail(pa, pb, until, ctx.now())?;
     let diffs = file::diff(pa, pb, a.ignore_empty, until, ctx.now()).map_err(|e| pair_error(&e, pa, pb))?;
     let (pretty, headers) = (!a.columns, !a.no_headers);
     if a.json {

@@ -70,7 +70,7 @@ pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
         return Err(Fail::Help(None));
     };
     let now = ctx.now();
-    let from = a.from.unwrap_or(now - 86400);
+    let from = a.from.unwrap_or(now.saturating_sub(86400));
     let until = a.until.unwrap_or(now);
     let fetched = file::fetch(Path::new(path), from, Some(until), now, None).map_err(|e| caught(&e))?;
     let Some(fetched) = fetched else {

@@ -41,10 +41,12 @@ pub fn read_header(path: &Path) -> Result<Header, Error> {
     if count > MAX_ARCHIVES && (bytes.len() as u64) < wanted {
         // Python reads archive records until the file runs out; name the first missing one, after the
         // metadata checks that come first.
-        let mut meta = bytes[..METADATA_SIZE].to_vec();
-        meta[12..16].copy_from_slice(&0u32.to_be_bytes());
+        let mut meta = bytes.get(..METADATA_SIZE).unwrap_or_default().to_vec();
+        if let Some(count) = meta.get_mut(12..16) {
+            count.copy_from_slice(&0u32.to_be_bytes());
+        }
         Header::parse(&meta).map_err(|e| e.with_path(path))?;
-        let missing = (bytes.len() - METADATA_SIZE) / ARCHIVE_INFO_SIZE;
+        let missing = bytes.len().saturating_sub(METADATA_SIZE) / ARCHIVE_INFO_SIZE;
         return Err(Error::corrupt(format!("Unable to read archive{missing} metadata")).with_path(path));
     }
     Header::parse(&bytes).map_err(|e| e.with_path(path))

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use carbide_whisper::{Error, file};
 
-use super::{Ctx, Fail, pyfmt, uncaught};
+use super::info::read_header;
+use super::{Ctx, Fail, pyfmt, span, uncaught};
 
 /// Arguments of whisper-merge.py.
 #[derive(Debug, clap::Args)]
@@ -33,6 +34,22 @@ pub fn pair_error(e: &Error, a: &Path, b: &Path) -> Fail {
     }
 }
 
+/// An `--until` far in the future over a never-written source archive would be read as that many
+/// empty values; refuse it instead of exhausting memory.
+fn refuse_huge_ranges(src: &Path, from: Option<i64>, until: Option<i64>, now: i64) -> Result<(), Fail> {
+    let Ok(header) = read_header(src) else {
+        return Ok(());
+    };
+    let until = until.unwrap_or(now);
+    for archive in &header.archives {
+        let oldest = now - archive.retention();
+        if until >= oldest && !span::written(src, archive) {
+            span::check_size(archive, from.unwrap_or(0).max(oldest), until)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs whisper-merge.py.
 pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
     let [from, to, ..] = a.args.as_slice() else {
@@ -47,5 +64,6 @@ pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
             )));
         }
     }
+    refuse_huge_ranges(from, a.from, a.until, ctx.now())?;
     file::merge(from, to, a.from, a.until, ctx.now(), false).map_err(|e| pair_error(&e, from, to))
 }

@@ -12,6 +12,7 @@
 //! # Layout
 //! - one module per script: [`create`], [`info`], [`fetch`], [`dump`], [`update`], [`resize`],
 //!   [`set_aggregation`] (both setters), [`merge`], [`fill`], [`diff`], [`find_corrupt`].
+//! - [`span`]: the checks that keep merge and diff from materialising ranges far in the future.
 //! - [`pyfmt`], [`pyjson`], [`timefmt`]: Python's float repr, `%f`/`%g`, number parsing, `json.dumps`
 //!   layout and `time.ctime`/`strftime`, which the exact output depends on.
 //! - this file: the subcommand enum, the shared [`Ctx`] (stdout, now) and [`Fail`], the ways a script
@@ -29,6 +30,7 @@ pub mod pyfmt;
 pub mod pyjson;
 pub mod resize;
 pub mod set_aggregation;
+pub mod span;
 pub mod timefmt;
 pub mod update;
 

@@ -166,7 +166,7 @@ fn strip_underscores(s: &str, is_digit: impl Fn(char) -> bool) -> Option<String>
     Some(out)
 }
 
-/// Python's `int(s, radix)` for radix 2, 8, 10 or 16, limited to what fits an `i64`.
+/// Python's `int(s, radix)` for radix 2, 8, 10 or 16, limited to magnitudes up to [`MAX_TIME`].
 pub fn int_radix(s: &str, radix: u32) -> Option<i64> {
     let s = s.trim();
     let (negative, rest) = match s.as_bytes().first() {
@@ -182,19 +182,28 @@ pub fn int_radix(s: &str, radix: u32) -> Option<i64> {
     };
     let mut body = rest;
     if let Some(p) = prefix
-        && body.len() >= 2
-        && body[..2].eq_ignore_ascii_case(p)
+        && let (Some(head), Some(tail)) = (body.get(..2), body.get(2..))
+        && head.eq_ignore_ascii_case(p)
     {
         // A prefix may be followed by an underscore: int('0x_1f', 16) is 31.
-        body = body[2..].strip_prefix('_').unwrap_or(&body[2..]);
+        body = tail.strip_prefix('_').unwrap_or(tail);
     }
     let cleaned = strip_underscores(body, |c| c.is_digit(radix))?;
     if cleaned.is_empty() || !cleaned.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
     let magnitude = i128::from_str_radix(&cleaned, radix).ok()?;
-    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+    let value = if negative { -magnitude } else { magnitude };
+    if value.abs() > i128::from(MAX_TIME) {
+        return None;
+    }
+    i64::try_from(value).ok()
 }
+
+/// The largest magnitude accepted for an integer argument. Python's integers are unbounded, but every
+/// integer the scripts read is a time, and beyond this the time arithmetic (`t + step`, `now - t`)
+/// could overflow; such a value is refused as invalid instead.
+pub const MAX_TIME: i64 = 1 << 40;
 
 /// Python's `int(s)`.
 pub fn int(s: &str) -> Option<i64> {
@@ -276,6 +285,85 @@ mod tests {
         }
     }
 
+    /// Floats from every corner: random bit patterns, short decimals, integers, and the values around
+    /// where repr and %g switch to an exponent.
+    fn sample_floats() -> Vec<f64> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut v = vec![
+            0.0,
+            -0.0,
+            1e16,
+            9_999_999_999_999_998.0,
+            1e-4,
+            9.999_999_999_999_999e-5,
+            1e-5,
+            0.5,
+        ];
+        for _ in 0..1500 {
+            let x = f64::from_bits(next());
+            if x.is_finite() {
+                v.push(x);
+            }
+        }
+        for _ in 0..1500 {
+            let digits = (next() % 1_000_000) as f64;
+            let exp = (next() % 40) as i32 - 20;
+            v.push(digits * 10f64.powi(exp));
+            v.push(-((next() % 100_000) as f64) / 8.0);
+        }
+        v
+    }
+
+    #[test]
+    fn matches_python_on_many_floats() {
+        let base = std::env::var_os("CARBIDE_ORACLES")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/oracles"));
+        let python = base.join("venv/bin/python");
+        assert!(
+            python.exists(),
+            "Python (the oracle) is missing at {}: run scripts/install-test-deps.sh",
+            python.display()
+        );
+        let values = sample_floats();
+        let input: String = values.iter().map(|x| format!("{:016x}\n", x.to_bits())).collect();
+        let script = "import sys,struct\nfor l in sys.stdin:\n x=struct.unpack('>d',bytes.fromhex(l.strip()))[0]\n print(repr(x),'%f'%x,'%.3f'%x,'%g'%x,'%.35g'%x,'[%10.35g]'%x,sep='|')";
+        let mut child = std::process::Command::new(python)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(input.as_bytes()).unwrap();
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), values.len());
+        for (x, want) in values.iter().zip(lines) {
+            let got = format!(
+                "{}|{}|{}|{}|{}|[{:>10}]",
+                repr(*x),
+                fixed(*x, 6),
+                fixed(*x, 3),
+                general(*x, 6),
+                general(*x, 35),
+                general(*x, 35)
+            );
+            assert_eq!(got, want, "{x:e}");
+        }
+    }
+
     #[test]
     fn general_matches_c() {
         let cases: &[(f64, usize, &str)] = &[
@@ -330,6 +418,11 @@ mod tests {
         assert_eq!(int(""), None);
         assert_eq!(int("0x10"), None);
         assert_eq!(int("99999999999999999999"), None);
+        assert_eq!(int(&MAX_TIME.to_string()), Some(MAX_TIME));
+        assert_eq!(int(&(MAX_TIME + 1).to_string()), None);
+        assert_eq!(int("€1"), None);
+        assert_eq!(int_radix("€1", 16), None);
+        assert_eq!(int_radix("0x€", 16), None);
     }
 
     #[test]
