@@ -1,7 +1,7 @@
 //! `carbide whisper info` (whisper-info.py): print a file's header, plain, as JSON, or one field.
 
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use carbide_whisper::header::{ARCHIVE_INFO_SIZE, MAX_ARCHIVES, METADATA_SIZE};
@@ -24,20 +24,38 @@ pub struct Args {
 /// Reads only the header, checking what whisper.py's `info()` checks and nothing more, so a file whose
 /// data area is damaged still shows its header (whisper-info is how one looks at such a file).
 pub fn read_header(path: &Path) -> Result<Header, Error> {
+    let file = File::open(path).map_err(|e| Error::FileIo {
+        path: path.into(),
+        source: e,
+    })?;
+    read_header_from(&file, path)
+}
+
+/// Up to `n` bytes from the start of the file (fewer if it is shorter).
+fn read_prefix(file: &File, n: u64) -> std::io::Result<Vec<u8>> {
+    let len = file.metadata()?.len().min(n);
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match file.read_at(&mut bytes[filled..], filled as u64)? {
+            0 => break,
+            k => filled += k,
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
+
+/// [`read_header`] over an open file; `path` is for the messages.
+pub fn read_header_from(file: &File, path: &Path) -> Result<Header, Error> {
     let io = |e| Error::FileIo {
         path: path.into(),
         source: e,
     };
-    let file = File::open(path).map_err(io)?;
-    let mut bytes = Vec::new();
-    file.take(METADATA_SIZE as u64)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    let bytes = read_prefix(file, METADATA_SIZE as u64).map_err(io)?;
     let count = Header::archive_count(&bytes).map_err(|e| e.with_path(path))?;
     let wanted = METADATA_SIZE as u64 + ARCHIVE_INFO_SIZE as u64 * u64::from(count);
-    let file = File::open(path).map_err(io)?;
-    let mut bytes = Vec::new();
-    file.take(wanted).read_to_end(&mut bytes).map_err(io)?;
+    let bytes = read_prefix(file, wanted).map_err(io)?;
     if count > MAX_ARCHIVES && (bytes.len() as u64) < wanted {
         // Python reads archive records until the file runs out; name the first missing one, after the
         // metadata checks that come first.

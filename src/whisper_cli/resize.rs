@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use carbide_whisper::Error;
+use carbide_whisper::{Error, WhisperFile};
 use carbide_whisper::file::{self, ResizeOptions};
 
 use super::create::{RETENTION_HELP, check_new_file, parse_retention};
@@ -79,6 +79,9 @@ pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
     let now = ctx.now();
 
     ctx.println("Retrieving all data from the archives")?;
+    // The script reads all the data here, before it creates anything; a file whose archives cannot be
+    // read fails at this point.
+    WhisperFile::open_path(path, false, false).map_err(|e| uncaught(&e))?;
     let (newfile, tmpfile) = match &a.newfile {
         Some(n) => (PathBuf::from(n), None),
         None => {
@@ -102,7 +105,17 @@ pub fn run(a: Args, ctx: &mut Ctx) -> Result<(), Fail> {
         aggregation: Some(method),
         aggregate: a.aggregate,
     };
-    let report = file::resize_into(path, &newfile, &archives, &opts, now).map_err(|e| uncaught(&e))?;
+    let report = match file::resize_into(path, &newfile, &archives, &opts, now) {
+        Ok(report) => report,
+        Err(e) => {
+            // The new file did not exist (checked above); one that failed half-way is not kept. (The
+            // script leaves it; an "already exists" from a racing writer is not ours to remove.)
+            if !matches!(e, Error::InvalidConfiguration(_)) && newfile.exists() {
+                let _ = std::fs::remove_file(&newfile);
+            }
+            return Err(uncaught(&e));
+        }
+    };
     ctx.println(format!(
         "Created: {} ({} bytes)",
         newfile.display(),

@@ -1,12 +1,15 @@
 //! `carbide whisper set-aggregation-method` and `set-xfilesfactor` (whisper-set-aggregation-method.py,
 //! whisper-set-xfilesfactor.py): rewrite the header's metadata in place.
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use carbide_core::AggregationMethod;
-use carbide_whisper::{Error, WhisperFile};
+use carbide_whisper::{Error, Header};
 
-use super::{Ctx, Fail, caught, py_message, pyfmt};
+use super::info::read_header_from;
+use super::{Ctx, Fail, caught, oserror_text, pyfmt};
 
 /// Arguments of whisper-set-aggregation-method.py.
 #[derive(Debug, clap::Args)]
@@ -26,16 +29,35 @@ pub struct XffArgs {
     xff: f64,
 }
 
+/// A file opened for a header rewrite, with its header read as whisper.py reads it (only the header
+/// is checked, so a file with a damaged data area can still be changed, as with the script).
+struct Target {
+    file: File,
+    header: Header,
+}
+
 /// Opens the file for writing; an OS error is reported as the scripts report it: "does not exist",
 /// then the help.
-fn open(path: &Path) -> Result<WhisperFile, Fail> {
-    WhisperFile::open_path(path, true, false).map_err(|e| match e {
-        Error::FileIo { .. } | Error::Io(_) => Fail::Help(Some(format!(
+fn open(path: &Path) -> Result<Target, Fail> {
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(|_| {
+        Fail::Help(Some(format!(
             "[ERROR] File '{}' does not exist!\n\n",
             path.display()
-        ))),
-        e => caught(&e),
-    })
+        )))
+    })?;
+    let header = read_header_from(&file, path).map_err(|e| caught(&e))?;
+    Ok(Target { file, header })
+}
+
+impl Target {
+    /// Rewrites the 16 metadata bytes, as whisper.py's `__writeHeaderMetadata`.
+    fn write(&self, path: &Path, method: AggregationMethod, xff: f64) -> Result<(), Fail> {
+        let count = u32::try_from(self.header.archives.len()).unwrap_or(u32::MAX);
+        let meta = Header::encode_metadata(method, self.header.max_retention, xff as f32, count);
+        self.file
+            .write_all_at(&meta, 0)
+            .map_err(|e| Fail::Msg(format!("OSError: {}", oserror_text(&e, Some(path)))))
+    }
 }
 
 /// The xFilesFactor check of whisper.py's `__writeHeaderMetadata`.
@@ -58,7 +80,7 @@ pub fn run_method(a: MethodArgs, ctx: &mut Ctx) -> Result<(), Fail> {
         [_, _, x] => Some(x.as_str()),
         _ => None,
     };
-    let mut db = open(path)?;
+    let target = open(path)?;
     let method = method_name
         .parse::<AggregationMethod>()
         .map_err(|e| Fail::Msg(format!("[ERROR] {e}")))?;
@@ -70,9 +92,8 @@ pub fn run_method(a: MethodArgs, ctx: &mut Ctx) -> Result<(), Fail> {
             Some(check_xff(x)?)
         }
     };
-    let (old, _) = db
-        .set_aggregation(Some(method), xff)
-        .map_err(|e| Fail::Msg(format!("[ERROR] {}", py_message(&e.with_path(path)))))?;
+    let old = target.header.aggregation;
+    target.write(path, method, xff.unwrap_or(f64::from(target.header.x_files_factor)))?;
     ctx.println(format!(
         "Updated aggregation method: {} ({} -> {})",
         path.display(),
@@ -84,11 +105,10 @@ pub fn run_method(a: MethodArgs, ctx: &mut Ctx) -> Result<(), Fail> {
 /// Runs whisper-set-xfilesfactor.py.
 pub fn run_xff(a: XffArgs, ctx: &mut Ctx) -> Result<(), Fail> {
     let path = Path::new(&a.path);
-    let mut db = open(path)?;
+    let target = open(path)?;
     let xff = check_xff(a.xff)?;
-    let (_, old) = db
-        .set_aggregation(None, Some(xff))
-        .map_err(|e| Fail::Msg(format!("[ERROR] {}", py_message(&e.with_path(path)))))?;
+    let old = target.header.x_files_factor;
+    target.write(path, target.header.aggregation, xff)?;
     ctx.println(format!(
         "Updated xFilesFactor: {} ({} -> {})",
         path.display(),
