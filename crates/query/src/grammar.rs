@@ -354,12 +354,18 @@ impl Parser {
         } else {
             return None;
         };
+        let mut piped = false;
         loop {
             let Some(after_pipe) = self.lit(end, '|', "'|'") else { break };
             let Some((mut call, e)) = self.call(after_pipe, depth) else { break };
             call.args.insert(0, Arg::Expr(expr));
             expr = Expr::Call(call);
             end = e;
+            piped = true;
+        }
+        // pyparsing's empty `pipedCalls` group still skips the whitespace before it.
+        if !piped {
+            end = self.skip_ws(end);
         }
         Some((expr, end))
     }
@@ -905,7 +911,7 @@ mod tests {
             ("f(key=1)", "f", 1),
             ("f(true.x)", "f", 1),
             ("a..b", "a", 1),
-            ("a.b c", "a.b", 3),
+            ("a.b c", "a.b", 4),
             ("a|b", "a", 1),
         ] {
             assert_eq!(parse_target_lenient(input), Ok((Expr::Path(want.into()), used)), "{input:?}");
