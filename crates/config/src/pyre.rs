@@ -44,16 +44,20 @@ pub enum RegexError {
     },
 }
 
+#[derive(Clone)]
 enum Engine {
     Std(regex::Regex),
     Fancy(Box<fancy_regex::Regex>),
 }
 
 /// A compiled Python pattern, searchable the way `re` searches.
+#[derive(Clone)]
 pub struct PyRegex {
     pattern: String,
     translated: String,
     engine: Engine,
+    /// Used instead of `engine` on the empty string (see `Translation::empty_text`).
+    empty_engine: Option<Engine>,
 }
 
 impl fmt::Debug for PyRegex {
@@ -62,20 +66,6 @@ impl fmt::Debug for PyRegex {
             .field("pattern", &self.pattern)
             .field("translated", &self.translated)
             .finish()
-    }
-}
-
-impl Clone for PyRegex {
-    fn clone(&self) -> Self {
-        let engine = match &self.engine {
-            Engine::Std(r) => Engine::Std(r.clone()),
-            Engine::Fancy(r) => Engine::Fancy(r.clone()),
-        };
-        PyRegex {
-            pattern: self.pattern.clone(),
-            translated: self.translated.clone(),
-            engine,
-        }
     }
 }
 
@@ -97,6 +87,9 @@ pub struct PyRegexOptions {
 /// Output of the translation step.
 struct Translation {
     text: String,
+    /// The same pattern for matching the empty string, if it differs: Python's `\B` never
+    /// matches in an empty string (Rust's does), so there it becomes a never-matching class.
+    empty_text: Option<String>,
     fancy: bool,
 }
 
@@ -112,6 +105,8 @@ struct Translator<'a> {
     backref: Option<Backref>,
     /// Nothing but global flag groups so far (where Python allows `(?i)`).
     at_start: bool,
+    /// Offsets of every `\B` written to `out`.
+    non_boundaries: Vec<usize>,
 }
 
 /// A backreference by number (`\1`) or name (`(?P=n)`).
@@ -199,7 +194,12 @@ impl<'a> Translator<'a> {
                 Ok(())
             }
             'b' if in_class => lit(self, '\u{8}'),
-            'b' | 'B' | 'A' if !in_class => {
+            'B' if !in_class => {
+                self.non_boundaries.push(self.out.len());
+                self.out.push_str("\\B");
+                Ok(())
+            }
+            'b' | 'A' if !in_class => {
                 self.out.push('\\');
                 self.out.push(c);
                 Ok(())
@@ -274,6 +274,8 @@ impl<'a> Translator<'a> {
                 Ok(())
             }
             c if c.is_ascii_alphanumeric() => Err(self.invalid(format!("bad escape \\{c}"))),
+            // Whitespace by code, so that verbose mode cannot drop an escaped space.
+            c if c.is_whitespace() => lit(self, c),
             c => {
                 self.out.push_str(&regex::escape(&c.to_string()));
                 Ok(())
@@ -396,10 +398,11 @@ impl<'a> Translator<'a> {
             for f in flags.chars() {
                 match f {
                     'i' | 'm' | 's' | '-' => kept.push(f),
-                    'x' => {
-                        self.verbose = true;
-                        kept.push(f);
-                    }
+                    // Verbose mode changes how the translator must read the text; only the
+                    // global form, known before reading starts, is supported.
+                    'x' if next == Some(')') => kept.push(f),
+                    'x' if self.verbose => {}
+                    'x' => self.unsupported("the x flag in a scoped group"),
                     'u' => {}
                     'a' | 'L' => self.unsupported(format!("the '{f}' flag")),
                     _ => return Err(self.invalid(format!("unknown flag '{f}'"))),
@@ -454,13 +457,15 @@ impl<'a> Translator<'a> {
     }
 
     fn run(mut self) -> Result<Translation, RegexError> {
-        // A global (?x) anywhere changes how whitespace and '#' read, as it does in Python.
-        if self.src.starts_with("(?") {
-            let flags: String = self.src[2..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            self.verbose = flags.contains('x');
+        // A global (?x) in the leading flag groups makes Python read the whole pattern verbosely.
+        let mut rest = self.src;
+        while let Some(after) = rest.strip_prefix("(?") {
+            let flags: String = after.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+            if flags.is_empty() || !after[flags.len()..].starts_with(')') {
+                break;
+            }
+            self.verbose |= flags.contains('x');
+            rest = &after[flags.len() + 1..];
         }
         // What precedes the cursor, for Python's "nothing to repeat" / "multiple repeat" checks,
         // which Rust's parser does not make (it accepts `a**` and `^*`).
@@ -525,6 +530,11 @@ impl<'a> Translator<'a> {
                                 .and_then(|n| n.strip_suffix('>'))
                                 .map(|n| Some(n.to_string()))
                         };
+                        if let Some(Some(name)) = &capture
+                            && captures.iter().any(|(n, _)| n.as_ref() == Some(name))
+                        {
+                            return Err(self.invalid(format!("redefinition of group name '{name}'")));
+                        }
                         let number = capture.map(|name| {
                             captures.push((name, false));
                             captures.len()
@@ -623,8 +633,16 @@ impl<'a> Translator<'a> {
                 feature,
             });
         }
+        let empty_text = (!self.non_boundaries.is_empty()).then(|| {
+            let mut t = self.out.clone();
+            for &at in self.non_boundaries.iter().rev() {
+                t.replace_range(at..at + 2, "[^\\s\\S]");
+            }
+            t
+        });
         Ok(Translation {
             text: self.out,
+            empty_text,
             fancy: self.fancy,
         })
     }
@@ -641,6 +659,7 @@ fn translate(pattern: &str) -> Result<Translation, RegexError> {
         unsupported: None,
         backref: None,
         at_start: true,
+        non_boundaries: vec![],
     }
     .run()
 }
@@ -657,29 +676,38 @@ impl PyRegex {
     /// Compiles a Python pattern with `re.I` and/or `re.match`-style anchoring.
     pub fn with_options(pattern: &str, opts: PyRegexOptions) -> Result<PyRegex, RegexError> {
         let t = translate(pattern)?;
-        // Python puts global flags first; the anchor group must not hide them, so the translated
-        // text goes inside a group that follows any leading flag group.
-        let mut text = t.text;
-        if opts.anchored {
-            text = format!("\\A(?:{text})");
-        }
-        if opts.ignore_case {
-            text = format!("(?i){text}");
-        }
-        let engine = if t.fancy {
-            fancy_regex::RegexBuilder::new(&text)
-                .build()
-                .map(|r| Engine::Fancy(Box::new(r)))
-                .map_err(|e| classify(pattern, &e.to_string()))?
-        } else {
-            regex::Regex::new(&text)
-                .map(Engine::Std)
-                .map_err(|e| classify(pattern, &e.to_string()))?
+        let wrap = |mut text: String| {
+            if opts.anchored {
+                text = format!("\\A(?:{text})");
+            }
+            if opts.ignore_case {
+                text = format!("(?i){text}");
+            }
+            text
+        };
+        let compile = |text: &str| -> Result<Engine, RegexError> {
+            if t.fancy {
+                fancy_regex::RegexBuilder::new(text)
+                    .build()
+                    .map(|r| Engine::Fancy(Box::new(r)))
+                    .map_err(|e| classify(pattern, &e.to_string()))
+            } else {
+                regex::Regex::new(text)
+                    .map(Engine::Std)
+                    .map_err(|e| classify(pattern, &e.to_string()))
+            }
+        };
+        let text = wrap(t.text.clone());
+        let engine = compile(&text)?;
+        let empty_engine = match t.empty_text.clone() {
+            Some(e) => Some(compile(&wrap(e))?),
+            None => None,
         };
         Ok(PyRegex {
             pattern: pattern.to_string(),
             translated: text,
             engine,
+            empty_engine,
         })
     }
 
@@ -693,9 +721,16 @@ impl PyRegex {
         &self.translated
     }
 
+    fn engine_for(&self, text: &str) -> &Engine {
+        match (&self.empty_engine, text.is_empty()) {
+            (Some(e), true) => e,
+            _ => &self.engine,
+        }
+    }
+
     /// `re.search(pattern, text) is not None`.
     pub fn is_match(&self, text: &str) -> bool {
-        match &self.engine {
+        match self.engine_for(text) {
             Engine::Std(r) => r.is_match(text),
             // A backtracking limit hit counts as no match rather than a crash.
             Engine::Fancy(r) => r.is_match(text).unwrap_or(false),
@@ -720,7 +755,7 @@ impl PyRegex {
 
     /// The first match at or after byte `pos`, with every group's span.
     pub fn captures_at(&self, text: &str, pos: usize) -> Option<Spans> {
-        match &self.engine {
+        match self.engine_for(text) {
             Engine::Std(r) => {
                 let c = r.captures_at(text, pos)?;
                 Some(c.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect())
@@ -1004,6 +1039,11 @@ mod tests {
             (r"a b", "a b", true),
             ("(?x) a b # comment ( [ ", "ab", true),
             ("(?x)[ ]", " ", true),
+            ("(?i)(?x) a", "A", true),
+            ("(?x)\\ a", " a", true),
+            (r"\B", "", false),
+            (r"\B|a", "", false),
+            (r"x?\B", "-", true),
             (r"\-\/\:", "-/:", true),
             (r"(?s:.)", "\n", true),
             (r"\d\w\s", "1a ", true),
