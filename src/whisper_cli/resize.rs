@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use carbide_whisper::{Error, WhisperFile};
 use carbide_whisper::file::{self, ResizeOptions};
+use carbide_whisper::{Error, WhisperFile};
 
 use super::create::{RETENTION_HELP, check_new_file, parse_retention};
 use super::{Ctx, Fail, pyfmt, uncaught};

@@ -39,12 +39,16 @@ struct Target {
 /// Opens the file for writing; an OS error is reported as the scripts report it: "does not exist",
 /// then the help.
 fn open(path: &Path) -> Result<Target, Fail> {
-    let file = OpenOptions::new().read(true).write(true).open(path).map_err(|_| {
-        Fail::Help(Some(format!(
-            "[ERROR] File '{}' does not exist!\n\n",
-            path.display()
-        )))
-    })?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|_| {
+            Fail::Help(Some(format!(
+                "[ERROR] File '{}' does not exist!\n\n",
+                path.display()
+            )))
+        })?;
     let header = read_header_from(&file, path).map_err(|e| caught(&e))?;
     Ok(Target { file, header })
 }
@@ -93,7 +97,11 @@ pub fn run_method(a: MethodArgs, ctx: &mut Ctx) -> Result<(), Fail> {
         }
     };
     let old = target.header.aggregation;
-    target.write(path, method, xff.unwrap_or(f64::from(target.header.x_files_factor)))?;
+    target.write(
+        path,
+        method,
+        xff.unwrap_or(f64::from(target.header.x_files_factor)),
+    )?;
     ctx.println(format!(
         "Updated aggregation method: {} ({} -> {})",
         path.display(),
