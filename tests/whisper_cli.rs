@@ -963,6 +963,12 @@ fn absurd_ranges_fail_cleanly() {
             out.status
         );
     }
+    assert!(!tmp.path().join("new.wsp").exists());
+    assert_eq!(
+        std::fs::read(tmp.path().join("a.wsp")).unwrap()[..16],
+        std::fs::read(tmp.path().join("b.wsp")).unwrap()[..16],
+        "a refused change must leave the header alone"
+    );
 }
 
 #[test]
