@@ -32,6 +32,27 @@ pub enum TagError {
     Empty,
 }
 
+/// Whether a regex holds a global inline-flag group such as `(?i)`. Python 3.11 refuses one anywhere
+/// but at the very start, and graphite always puts `^(` (or the spec's own `^`) first.
+fn has_global_flag_group(spec: &str) -> bool {
+    let chars: Vec<char> = spec.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '(' if chars.get(i + 1) == Some(&'?') => {
+                let flags = chars[i + 2..].iter().take_while(|c| "aiLmsux".contains(**c)).count();
+                if flags > 0 && chars.get(i + 2 + flags) == Some(&')') {
+                    return true;
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 /// The four comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagOp {
@@ -79,8 +100,7 @@ impl TagExpr {
     /// Parses `tag=value`, `tag!=value`, `tag=~regex` or `tag!=~regex`.
     pub fn parse(expr: &str) -> Result<TagExpr, TagError> {
         let invalid = || TagError::InvalidSpec(expr.to_string());
-        // Python's `$` also accepts one trailing newline.
-        let body = expr.strip_suffix('\n').unwrap_or(expr);
+        let body = expr;
         let tag_len = body.find([';', '!', '=']).ok_or_else(invalid)?;
         if tag_len == 0 {
             return Err(invalid());
@@ -99,6 +119,12 @@ impl TagExpr {
         };
         if spec.contains(';') {
             return Err(invalid());
+        }
+        if matches!(op, TagOp::Match | TagOp::NotMatch) && has_global_flag_group(spec) {
+            return Err(TagError::BadRegex {
+                spec: expr.to_string(),
+                reason: "global flags not at the start of the expression".to_string(),
+            });
         }
         let regex = match op {
             TagOp::Match | TagOp::NotMatch => Some(

@@ -10,11 +10,15 @@ use std::process::{Command, Stdio};
 /// The interpreter Debian's graphite-web is installed for.
 pub const PYTHON: &str = "/usr/bin/python3";
 
-/// Lines every helper starts with: minimal Django settings, no database, no settings module.
+/// Lines every helper starts with: graphite-web's own default settings, logging to stderr, no
+/// settings module, database or temp directory.
 pub const PRELUDE: &str = r#"
-import json, sys
+import json, sys, warnings
+warnings.simplefilter("ignore")
 from django.conf import settings
-settings.configure(UTF8_METRICS=False, TIME_ZONE='UTC', USE_TZ=True)
+import graphite.settings as graphite_defaults
+settings.configure(default_settings=graphite_defaults, UTF8_METRICS=False, TIME_ZONE='UTC',
+                   LOG_FILE_INFO='-', LOG_FILE_EXCEPTION='-', LOG_FILE_CACHE='-', LOG_FILE_RENDERING='-')
 "#;
 
 /// Runs `script` (after [`PRELUDE`]) with `input` as JSON on stdin and parses its stdout as JSON.
