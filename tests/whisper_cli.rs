@@ -81,7 +81,50 @@ fn fill_random(path: &Path, seed: u64, presence: f64, from: i64, step: i64) {
     file::update_many(path, &batch, NOW, false).unwrap();
 }
 
+/// A random archive list that passes validateArchiveList, small enough to wrap and fill quickly.
+fn random_layout(rng: &mut StdRng) -> Vec<Retention> {
+    let mut spp = [1u32, 5, 10, 60][rng.random_range(0..4)];
+    let mut points = rng.random_range(6..=60u32);
+    let mut out = vec![r(spp, points)];
+    for _ in 1..rng.random_range(1..=3) {
+        let factor = rng.random_range(2..=6u32).min(points);
+        let next_points = points / factor + rng.random_range(1..=40);
+        spp *= factor;
+        points = next_points;
+        out.push(r(spp, points));
+    }
+    out
+}
+
+/// Number of random file pairs; each pair shares a layout.
+const RANDOM_PAIRS: u64 = 8;
+
+fn layout_arg(layout: &[Retention]) -> Vec<String> {
+    layout
+        .iter()
+        .map(|r| format!("{}:{}", r.seconds_per_point, r.points))
+        .collect()
+}
+
+fn build_random_fixtures(dir: &Path) {
+    let methods = AggregationMethod::ALL;
+    for i in 0..RANDOM_PAIRS {
+        let mut rng = StdRng::seed_from_u64(100 + i);
+        let layout = random_layout(&mut rng);
+        let method = methods[rng.random_range(0..methods.len())];
+        let xff = [0.0, 0.3, 0.5, 1.0][rng.random_range(0..4)];
+        let max_ret = layout.iter().map(Retention::retention_seconds).max().unwrap() as i64;
+        let step = i64::from(layout[0].seconds_per_point).max(max_ret / 400);
+        for (side, seed, presence) in [("a", 2 * i, 0.7), ("b", 2 * i + 1, 0.4)] {
+            let path = dir.join(format!("r{i}{side}.wsp"));
+            make(&path, &layout, method, xff);
+            fill_random(&path, 1000 + seed, presence, NOW - max_ret - 100, step);
+        }
+    }
+}
+
 fn build_fixtures(dir: &Path) {
+    build_random_fixtures(dir);
     let layout = [r(60, 30), r(300, 24), r(3600, 24)];
     let avg = AggregationMethod::Average;
     make(&dir.join("a.wsp"), &layout, avg, 0.5);
@@ -662,6 +705,85 @@ fn find_corrupt_cases() -> Vec<Case> {
     ]
 }
 
+/// The scripts over randomly laid out and filled files: fetch windows, dumps, diffs, merges, fills,
+/// updates and resizes (with and without --aggregate) to random new layouts.
+fn random_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for i in 0..RANDOM_PAIRS {
+        let mut rng = StdRng::seed_from_u64(100 + i);
+        let layout = random_layout(&mut rng);
+        let max_ret = layout.iter().map(Retention::retention_seconds).max().unwrap() as i64;
+        let (a, b): (&'static str, &'static str) = (
+            Box::leak(format!("r{i}a.wsp").into_boxed_str()),
+            Box::leak(format!("r{i}b.wsp").into_boxed_str()),
+        );
+        let mut rng = StdRng::seed_from_u64(500 + i);
+        let from = NOW - rng.random_range(0..=max_ret + max_ret / 2);
+        let until = from + rng.random_range(0..=max_ret);
+        let (from, until) = (from.to_string(), until.to_string());
+        cases.push(case(
+            "whisper-fetch.py",
+            "fetch",
+            &[a],
+            &["--from", &from, "--until", &until, a],
+        ));
+        cases.push(case(
+            "whisper-fetch.py",
+            "fetch",
+            &[b],
+            &["--json", "--from", &from, b],
+        ));
+        cases.push(case("whisper-dump.py", "dump", &[a], &["--raw", a]));
+        cases.push(case("whisper-info.py", "info", &[a], &["--json", a]));
+        cases.push(case("whisper-diff.py", "diff", &[a, b], &[a, b]));
+        cases.push(case(
+            "whisper-diff.py",
+            "diff",
+            &[a, b],
+            &["--summary", "--json", "--ignore-empty", a, b],
+        ));
+        cases.push(case("whisper-merge.py", "merge", &[a, b], &[a, b]));
+        cases.push(case(
+            "whisper-merge.py",
+            "merge",
+            &[a, b],
+            &["--from", &from, b, a],
+        ));
+        cases.push(case("whisper-fill.py", "fill", &[a, b], &[a, b]));
+        cases.push(case("whisper-fill.py", "fill", &[a, b], &[b, a]).now(NOW + max_ret / 3));
+        let points: Vec<String> = (0..rng.random_range(1..6))
+            .map(|_| {
+                let t = NOW - rng.random_range(-5..max_ret + 50);
+                format!("{t}:{}", rng.random_range(-1000..1000) as f64 / 4.0)
+            })
+            .collect();
+        let mut args = vec![a.to_string()];
+        args.extend(points);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cases.push(case("whisper-update.py", "update", &[a], &args));
+        let target = layout_arg(&random_layout(&mut rng));
+        let mut args: Vec<String> = Vec::new();
+        if rng.random_bool(0.5) {
+            args.push("--aggregate".into());
+        }
+        if rng.random_bool(0.3) {
+            args.push(format!(
+                "--xFilesFactor={}",
+                [0.0, 0.25, 1.0][rng.random_range(0..3)]
+            ));
+        }
+        if rng.random_bool(0.3) {
+            let m = AggregationMethod::ALL[rng.random_range(0..8)];
+            args.push(format!("--aggregationMethod={}", m.name()));
+        }
+        args.push(a.to_string());
+        args.extend(target);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cases.push(case("whisper-resize.py", "resize", &[a], &args));
+    }
+    cases
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Running and comparing.
 
@@ -825,7 +947,8 @@ fn compare(c: &Case, py: &Outcome, ours: &Outcome, py_dir: &Path, rs_dir: &Path)
     problems
 }
 
-fn run_table(cases: Vec<Case>) {
+/// Runs and compares every case; returns Python's exit statuses.
+fn run_table(cases: Vec<Case>) -> Vec<i32> {
     let venv = venv();
     let tmp = tempfile::tempdir().unwrap();
     let fixtures = tmp.path().join("fixtures");
@@ -860,6 +983,7 @@ fn run_table(cases: Vec<Case>) {
         cases.len(),
         failures.join("\n\n")
     );
+    py.iter().map(|o| o.code).collect()
 }
 
 #[test]
@@ -877,6 +1001,18 @@ fn update_resize_set_match_python() {
     cases.extend(resize_cases());
     cases.extend(set_cases());
     run_table(cases);
+}
+
+#[test]
+fn random_files_match_python() {
+    let codes = run_table(random_cases());
+    let ok = codes.iter().filter(|&&c| c == 0).count();
+    // The random cases are meant to exercise the working paths, not only the error messages.
+    assert!(
+        ok * 10 >= codes.len() * 9,
+        "only {ok} of {} random cases succeeded",
+        codes.len()
+    );
 }
 
 #[test]
