@@ -9,6 +9,19 @@
 //! "Now" is read once, from the hidden `CARBIDE_NOW` variable (epoch seconds) when it is set, so runs can
 //! be pinned and compared with the Python scripts under a pinned `time.time`.
 //!
+//! # Deliberate differences from the scripts
+//! - A bad `--aggregationMethod` or `--xFilesFactor` is refused before the file is opened: whisper.py
+//!   opens it first and leaves an empty file behind (create, resize's `.tmp`).
+//! - A NaN xFilesFactor is refused; whisper.py writes it, and then its own reader calls the file corrupt.
+//! - Retentions with zero seconds per point or zero points are refused (whisper.py creates unusable
+//!   files, or divides by zero).
+//! - find-corrupt opens files with the library's checks, so a file whose archives run past its end is
+//!   reported too; the script only reads the header.
+//! - whisper-dump's own `CorruptWhisperFile(...)` calls lack an argument and die on a TypeError; we
+//!   report the corruption it meant to report.
+//! - Integer arguments beyond ±2^40 are refused, and merge/diff refuse ranges that would materialise
+//!   millions of slots past now (see [`span`]), where Python runs out of memory.
+//!
 //! # Layout
 //! - one module per script: [`create`], [`info`], [`fetch`], [`dump`], [`update`], [`resize`],
 //!   [`set_aggregation`] (both setters), [`merge`], [`fill`], [`diff`], [`find_corrupt`].
