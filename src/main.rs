@@ -28,8 +28,8 @@ enum Command {
     Whisper(whisper_cli::WhisperCommand),
 }
 
-/// optparse's and argparse's habits, for every subcommand: a long option may be shortened to any
-/// unambiguous prefix, and giving an option twice keeps the last value instead of failing.
+/// optparse's and argparse's habits, for the script-compatible tools: a long option may be shortened to
+/// any unambiguous prefix, and giving an option twice keeps the last value instead of failing.
 fn script_style(cmd: clap::Command) -> clap::Command {
     cmd.infer_long_args(true)
         .args_override_self(true)
@@ -37,7 +37,9 @@ fn script_style(cmd: clap::Command) -> clap::Command {
 }
 
 fn main() -> ExitCode {
-    let matches = script_style(Cli::command()).get_matches();
+    let matches = Cli::command()
+        .mut_subcommand("whisper", script_style)
+        .get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
