@@ -7,19 +7,30 @@
 //! linear-time matching.
 //!
 //! Supported, with Python's meaning: literals and every escape Python accepts (`\xhh`, `\uhhhh`,
-//! `\Uhhhhhhhh`, octal `\0`/`\123`, `\a \f \n \r \t \v`, escaped punctuation), `\A`, `\Z` (end of
-//! text), `\b \B \d \D \s \S \w \W` (Unicode, as Python 3 `str` patterns), classes (where `[` is a
-//! literal and `\b` means backspace, as in Python), `{m}`, `{m,}`, `{,n}`, `{m,n}` and a `{` that is
-//! no quantifier as a literal, lazy quantifiers, groups `(?:)`, `(?P<name>)`, `(?P=name)`, `\1`,
-//! look-ahead/behind, atomic groups `(?>)`, comments `(?#...)`, flags `i m s x u` (global or scoped).
+//! `\Uhhhhhhhh`, octal `\0`/`\123`, `\a \f \n \r \t \v`, escaped punctuation and spaces), `\A`,
+//! `\Z` (end of text), `\b \B \d \D \s \S \w \W` (Unicode, as Python 3 `str` patterns; `\B`
+//! never matches in an empty string, as in Python), classes (where `[` is a literal and `\b` means
+//! backspace, as in Python), `{m}`, `{m,}`, `{,n}`, `{m,n}` and a `{` that is no quantifier as a
+//! literal, lazy and possessive quantifiers, groups `(?:)`, `(?P<name>)`, `(?P=name)`, `\1`,
+//! look-ahead/behind, atomic groups `(?>)`, comments `(?#...)`, flags `i m s x u` (global, or scoped
+//! except `x`).
+//!
+//! Python's own syntax checks are made before the Rust engines see the pattern (nothing to repeat,
+//! multiple repeat, unbalanced parentheses, references to unknown or still-open groups, duplicate
+//! group names, global flags not at the start), so a pattern carbon refuses is
+//! [`RegexError::Invalid`] here too; the differential tests hold this against Python's `re` on
+//! thousands of generated patterns.
 //!
 //! Refused with [`RegexError::Unsupported`] (Python accepts them; we cannot mean the same thing):
-//! the `a` and `L` flags, `\N{name}`, conditionals `(?(1)a|b)`, possessive quantifiers (`a*+`),
-//! non-ASCII group names, and patterns too large for the `regex` crate's size limit.
+//! the `a` and `L` flags, a scoped `(?x:...)`, `\N{name}`, conditionals `(?(1)a|b)`, a repeated
+//! look-around, a numbered reference to an unnamed group in a pattern that also names groups, and
+//! patterns beyond the engines' size limits.
 //!
 //! Known differences: `$` without the `m` flag matches only at the very end (Python also matches
 //! before one final `\n`; metric names never end in a newline); `\w` follows Unicode's definition of
-//! a word character, which differs from Python's `str.isalnum` for a few marks and symbols.
+//! a word character, which differs from Python's `str.isalnum` for a few marks and symbols; what a
+//! repeated group whose body can match empty (`(a|)+`) captures last; and [`sub`] right after an
+//! empty match (see there).
 
 use std::fmt;
 
@@ -308,12 +319,19 @@ impl<'a> Translator<'a> {
         Some((text, rest.chars().count() + 1))
     }
 
-    fn after_quantifier(&mut self) -> Result<(), RegexError> {
+    /// A lazy `?` or possessive `+` after a quantifier; `item` is where the repeated item starts
+    /// in `out` (a possessive `X*+` is the atomic group `(?>X*)`, which fancy-regex runs).
+    fn after_quantifier(&mut self, item: usize) -> Result<(), RegexError> {
         if self.peek(0) == Some('?') {
             self.out.push('?');
             self.i += 1;
         } else if self.peek(0) == Some('+') {
-            self.unsupported("a possessive quantifier");
+            self.out.insert_str(item, "(?>");
+            self.out.push(')');
+            for at in self.non_boundaries.iter_mut().filter(|at| **at >= item) {
+                *at += 3;
+            }
+            self.fancy = true;
             self.i += 1;
         }
         Ok(())
@@ -479,7 +497,9 @@ impl<'a> Translator<'a> {
         }
         let mut last = Last::Nothing;
         // For each open group: whether it is a look-around (fancy-regex cannot repeat those).
-        let mut groups: Vec<(bool, Option<usize>)> = vec![];
+        let mut groups: Vec<(bool, Option<usize>, usize)> = vec![];
+        // Where the last item (what a quantifier repeats) starts in `out`.
+        let mut item_start = 0usize;
         // Capture groups in opening order (number = index + 1) with their names, and which are closed.
         let mut captures: Vec<(Option<String>, bool)> = vec![];
         let mut numbered_unnamed = false;
@@ -539,7 +559,7 @@ impl<'a> Translator<'a> {
                             captures.push((name, false));
                             captures.len()
                         });
-                        groups.push((look, number));
+                        groups.push((look, number, len_before));
                         Last::Nothing
                     };
                 }
@@ -547,7 +567,8 @@ impl<'a> Translator<'a> {
                     self.out.push(')');
                     match groups.pop() {
                         None => return Err(self.invalid("unbalanced parenthesis")),
-                        Some((look, number)) => {
+                        Some((look, number, start)) => {
+                            item_start = start;
                             if let Some(c) = number.and_then(|n| captures.get_mut(n - 1)) {
                                 c.1 = true;
                             }
@@ -565,14 +586,14 @@ impl<'a> Translator<'a> {
                     Some((q, len)) => {
                         self.out.push_str(&q);
                         self.i += len - 1;
-                        self.after_quantifier()?;
+                        self.after_quantifier(item_start)?;
                         last = Last::Quantified;
                     }
                     None => self.out.push_str("\\{"),
                 },
                 '*' | '+' | '?' => {
                     self.out.push(c);
-                    self.after_quantifier()?;
+                    self.after_quantifier(item_start)?;
                     last = Last::Quantified;
                 }
                 '}' | ']' => {
@@ -593,6 +614,9 @@ impl<'a> Translator<'a> {
                     self.out.push_str(&regex::escape(&c.to_string()));
                 }
                 c => self.out.push(c),
+            }
+            if last == Last::Item && c != ')' && !is_quantifier && self.out.len() != len_before {
+                item_start = len_before;
             }
             if self.out.len() != len_before && !(c == '(' && self.out[len_before..].ends_with(')')) {
                 self.at_start = false;
@@ -967,6 +991,11 @@ impl Replacement {
 
 /// Python 3.7+'s `re.sub(regex, repl, text)`: every non-overlapping match replaced, an empty match
 /// allowed right after a non-empty one but never twice at one position.
+///
+/// One difference: after an empty match at position p, Python looks for a *non-empty* match starting
+/// at p before moving on; the Rust engines cannot be asked for that, so the search goes on from the
+/// next character. Only patterns that can match both empty and non-empty at one position, preferring
+/// empty (`|a`, `\bx?|\.`), are affected; `^`, `$`, `x*` and the like behave as in Python.
 pub fn sub(regex: &PyRegex, repl: &Replacement, text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
@@ -1044,6 +1073,9 @@ mod tests {
             (r"\B", "", false),
             (r"\B|a", "", false),
             (r"x?\B", "-", true),
+            (r"a*+a", "aaa", false),
+            (r"(ab)++c", "ababc", true),
+            (r"[ab]?+b", "b", false),
             (r"\-\/\:", "-/:", true),
             (r"(?s:.)", "\n", true),
             (r"\d\w\s", "1a ", true),
@@ -1074,7 +1106,7 @@ mod tests {
                 PyRegex::new(p)
             );
         }
-        for p in [r"(?a)\w", r"a*+", r"\N{DIGIT ONE}", r"(a)?(?(1)b|c)"] {
+        for p in [r"(?a)\w", r"\N{DIGIT ONE}", r"(a)?(?(1)b|c)"] {
             assert!(
                 matches!(PyRegex::new(p), Err(RegexError::Unsupported { .. })),
                 "{p}: {:?}",

@@ -106,6 +106,22 @@ elif kind == "aggregation_rules":
                "methods": {name: [f(list(v)) for v in req["values"]] for name, f in AGGREGATION_METHODS.items()}}
     except BaseException as e:
         out = err(e)
+elif kind == "agg_lines":
+    from carbon.aggregator.rules import RuleManager
+    out = []
+    for line in req["lines"]:
+        try:
+            rule = RuleManager.parse_definition(line)
+        except BaseException as e:
+            out.append(err(e))
+            continue
+        outputs = []
+        for m in req["metrics"]:
+            try:
+                outputs.append(rule.get_aggregate_metric(m))
+            except BaseException as e:
+                outputs.append({"error": type(e).__name__})
+        out.append({"regex": rule.regex.pattern, "outputs": outputs})
 elif kind == "rewrite":
     from carbon.rewrite import RewriteRuleManager
     RewriteRuleManager.rules_file = req["path"]
