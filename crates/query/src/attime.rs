@@ -45,7 +45,9 @@ pub enum TimeError {
     UnknownTimeZone(String),
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 /// Python's `timedelta` holds at most 999999999 days either way; offsets beyond fail there too.
@@ -62,7 +64,12 @@ pub fn time_zone(name: &str) -> Result<TimeZone, TimeError> {
 /// Reads a `from`/`until` value (`-1d`, `now`, `noon yesterday`, `20200101`, `1577836800`) into epoch
 /// seconds, with `now` the current time and `tz` the zone that wall-clock references are read in.
 pub fn parse_at_time(s: &str, now: i64, tz: &TimeZone) -> Result<i64, TimeError> {
-    let cleaned: String = s.trim().to_lowercase().chars().filter(|c| !matches!(c, '_' | ',' | ' ')).collect();
+    let cleaned: String = s
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '_' | ',' | ' '))
+        .collect();
     if !cleaned.is_empty() && cleaned.chars().all(|c| c.is_ascii_digit()) && !looks_like_yyyymmdd(&cleaned) {
         let secs: i64 = cleaned.parse().map_err(|_| TimeError::OutOfRange)?;
         check_epoch(secs, tz)?;
@@ -100,7 +107,11 @@ fn looks_like_yyyymmdd(digits: &str) -> bool {
 fn pytz_offset(tz: &TimeZone, secs: i64) -> (i64, bool) {
     const LO: i64 = -(1 << 31);
     const HI: i64 = (1 << 31) - 1;
-    let ts = if secs < LO { Timestamp::MIN } else { Timestamp::from_second(secs.min(HI)).unwrap_or(Timestamp::MIN) };
+    let ts = if secs < LO {
+        Timestamp::MIN
+    } else {
+        Timestamp::from_second(secs.min(HI)).unwrap_or(Timestamp::MIN)
+    };
     let info = tz.to_offset_info(ts);
     let offset = i64::from(info.offset().seconds());
     (60 * (offset + 30).div_euclid(60), info.dst().is_dst())
@@ -153,7 +164,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -169,11 +188,20 @@ impl Civil {
     /// Python's `datetime(year, month, day, hour, minute)` with its range checks.
     fn new(year: u32, month: u32, day: u32, hour: u32, minute: u32) -> Result<Civil, TimeError> {
         let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
-        if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) || hour > 23 || minute > 59
+        if !(1..=9999).contains(&y)
+            || !(1..=12).contains(&m)
+            || d < 1
+            || d > days_in_month(y, m)
+            || hour > 23
+            || minute > 59
         {
-            return Err(TimeError::InvalidDate(format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")));
+            return Err(TimeError::InvalidDate(format!(
+                "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}"
+            )));
         }
-        Ok(Civil(days_from_civil(y, m, d) * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60))
+        Ok(Civil(
+            days_from_civil(y, m, d) * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60,
+        ))
     }
 
     fn from_instant(secs: i64, offset: i64) -> Civil {
@@ -191,7 +219,11 @@ impl Civil {
 
     fn add_days(self, days: i64) -> Result<Civil, TimeError> {
         let out = Civil(self.0 + days * 86_400);
-        if (MIN_EPOCH..=MAX_EPOCH).contains(&out.0) { Ok(out) } else { Err(TimeError::OutOfRange) }
+        if (MIN_EPOCH..=MAX_EPOCH).contains(&out.0) {
+            Ok(out)
+        } else {
+            Err(TimeError::OutOfRange)
+        }
     }
 }
 
@@ -225,7 +257,10 @@ fn parse_time_reference(reference: &str, now: i64, tz: &TimeZone) -> Result<Loca
     check_epoch(now, tz)?;
     let now_offset = pytz_offset(tz, now).0;
     if reference.is_empty() || reference == "now" {
-        return Ok(Localized { instant: now, offset_seconds: now_offset });
+        return Ok(Localized {
+            instant: now,
+            offset_seconds: now_offset,
+        });
     }
     let now_local = Civil::from_instant(now, now_offset);
     let raw = reference;
@@ -233,32 +268,35 @@ fn parse_time_reference(reference: &str, now: i64, tz: &TimeZone) -> Result<Loca
     let (mut hour, mut minute) = (0u32, 0u32);
 
     // HH:MM, optionally followed by am/pm.
-    if let Some(i) = r.iter().position(|&c| c == ':') {
-        if 0 < i && i < 3 {
-            hour = parse_digits_u32(&r[..i])?;
-            let end = (i + 3).min(r.len());
-            minute = parse_digits_u32(&r[(i + 1).min(r.len())..end])?;
-            r = r[end..].to_vec();
-            if starts_with(&r, "am") {
-                r.drain(..2);
-            } else if starts_with(&r, "pm") {
-                hour = (hour + 12) % 24;
-                r.drain(..2);
-            }
+    if let Some(i) = r.iter().position(|&c| c == ':')
+        && 0 < i
+        && i < 3
+    {
+        hour = parse_digits_u32(&r[..i])?;
+        let end = (i + 3).min(r.len());
+        minute = parse_digits_u32(&r[(i + 1).min(r.len())..end])?;
+        r = r[end..].to_vec();
+        if starts_with(&r, "am") {
+            r.drain(..2);
+        } else if starts_with(&r, "pm") {
+            hour = (hour + 12) % 24;
+            r.drain(..2);
         }
     }
     // Xam / XXam: the hour is taken as written (12am is noon, as in graphite-web).
-    if let Some(i) = find(&r, "am") {
-        if 0 < i && i < 3 {
-            hour = parse_digits_u32(&r[..i])?;
-            r.drain(..i + 2);
-        }
+    if let Some(i) = find(&r, "am")
+        && 0 < i
+        && i < 3
+    {
+        hour = parse_digits_u32(&r[..i])?;
+        r.drain(..i + 2);
     }
-    if let Some(i) = find(&r, "pm") {
-        if 0 < i && i < 3 {
-            hour = (parse_digits_u32(&r[..i])? + 12) % 24;
-            r.drain(..i + 2);
-        }
+    if let Some(i) = find(&r, "pm")
+        && 0 < i
+        && i < 3
+    {
+        hour = (parse_digits_u32(&r[..i])? + 12) % 24;
+        r.drain(..i + 2);
     }
     for (word, h) in [("noon", 12), ("midnight", 0), ("teatime", 16)] {
         if starts_with(&r, word) {
@@ -331,7 +369,10 @@ fn localize(tz: &TimeZone, dt: Civil) -> Result<Localized, TimeError> {
     if tz.following(Timestamp::MIN).next().is_none() {
         // A zone without transitions (UTC, Etc/GMT+5) is a fixed offset: pytz's StaticTzInfo.
         let offset = pytz_offset(tz, dt.0).0;
-        return Ok(Localized { instant: dt.0 - offset, offset_seconds: offset });
+        return Ok(Localized {
+            instant: dt.0 - offset,
+            offset_seconds: offset,
+        });
     }
     // pytz probes a day either side with datetime arithmetic, which overflows near years 1 and 9999.
     let in_range = |c: i64| (MIN_EPOCH..=MAX_EPOCH).contains(&c);
@@ -357,9 +398,16 @@ fn localize(tz: &TimeZone, dt: Civil) -> Result<Localized, TimeError> {
         found = candidates(Civil(dt.0 - shift));
     }
     let non_dst: Vec<&(i64, i64, bool)> = found.iter().filter(|c| !c.2).collect();
-    let pick = if non_dst.len() == 1 { Some(*non_dst[0]) } else { found.iter().copied().max_by_key(|c| c.0) };
+    let pick = if non_dst.len() == 1 {
+        Some(*non_dst[0])
+    } else {
+        found.iter().copied().max_by_key(|c| c.0)
+    };
     match pick {
-        Some((instant, offset, _)) => Ok(Localized { instant: instant + shift, offset_seconds: offset }),
+        Some((instant, offset, _)) => Ok(Localized {
+            instant: instant + shift,
+            offset_seconds: offset,
+        }),
         None => Err(TimeError::OutOfRange),
     }
 }
@@ -395,7 +443,9 @@ pub fn parse_time_offset(offset: &str) -> Result<i64, TimeError> {
         let unit: String = rest[..letters].iter().collect();
         rest = &rest[letters..];
         let seconds_per = unit_seconds(&unit)?;
-        let term = (sign * num).checked_mul(seconds_per).ok_or(TimeError::OutOfRange)?;
+        let term = (sign * num)
+            .checked_mul(seconds_per)
+            .ok_or(TimeError::OutOfRange)?;
         check_timedelta(term)?;
         total = total.checked_add(term).ok_or(TimeError::OutOfRange)?;
         check_timedelta(total)?;
@@ -521,8 +571,21 @@ mod tests {
     #[test]
     fn errors() {
         for bad in [
-            "now-1m", "now-1", "-1ms", "now-1d+2h", "jan", "foo", "25:00", "10:61", "02/30/2020", "20200230",
-            "24:00", "now*1d", "-d", "99999999999999999999", "-1000000000000d",
+            "now-1m",
+            "now-1",
+            "-1ms",
+            "now-1d+2h",
+            "jan",
+            "foo",
+            "25:00",
+            "10:61",
+            "02/30/2020",
+            "20200230",
+            "24:00",
+            "now*1d",
+            "-d",
+            "99999999999999999999",
+            "-1000000000000d",
         ] {
             assert!(utc(bad).is_err(), "{bad:?} should fail, got {:?}", utc(bad));
         }

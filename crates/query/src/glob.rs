@@ -136,13 +136,13 @@ fn class(stuff: &[char]) -> Token {
         let mut k = chunks.len().saturating_sub(1);
         while k >= 1 {
             let (lo, hi) = (chunks[k - 1].last().copied(), chunks[k].first().copied());
-            if let (Some(lo), Some(hi)) = (lo, hi) {
-                if lo > hi {
-                    let next = chunks.remove(k);
-                    let prev = &mut chunks[k - 1];
-                    prev.pop();
-                    prev.extend_from_slice(&next[1..]);
-                }
+            if let (Some(lo), Some(hi)) = (lo, hi)
+                && lo > hi
+            {
+                let next = chunks.remove(k);
+                let prev = &mut chunks[k - 1];
+                prev.pop();
+                prev.extend_from_slice(&next[1..]);
             }
             k -= 1;
         }
@@ -150,7 +150,10 @@ fn class(stuff: &[char]) -> Token {
     };
     let flat: usize = chunks.iter().map(Vec::len).sum::<usize>() + chunks.len().saturating_sub(1);
     if flat == 0 {
-        return Token::Class { negated: false, members: Vec::new() };
+        return Token::Class {
+            negated: false,
+            members: Vec::new(),
+        };
     }
     let negated = chunks.first().and_then(|c| c.first()) == Some(&'!');
     let mut members = Vec::new();
@@ -160,14 +163,18 @@ fn class(stuff: &[char]) -> Token {
         if ci == 0 && negated {
             start = 1;
         }
-        let end = if ci < last { chunk.len().saturating_sub(1) } else { chunk.len() };
+        let end = if ci < last {
+            chunk.len().saturating_sub(1)
+        } else {
+            chunk.len()
+        };
         for &c in chunk.get(start..end.max(start)).unwrap_or(&[]) {
             members.push(Range(c, c));
         }
-        if ci < last {
-            if let (Some(&lo), Some(&hi)) = (chunk.last(), chunks[ci + 1].first()) {
-                members.push(Range(lo, hi));
-            }
+        if ci < last
+            && let (Some(&lo), Some(&hi)) = (chunk.last(), chunks[ci + 1].first())
+        {
+            members.push(Range(lo, hi));
         }
     }
     Token::Class { negated, members }
@@ -223,11 +230,11 @@ fn expand_into(s: &str, out: &mut Vec<String>) -> Result<(), GlobError> {
             continue;
         }
         let rest = &s[open + 1..];
-        if let Some(close) = rest.find(['{', '}']) {
-            if rest[close..].starts_with('}') {
-                group = Some((open, open + 1 + close));
-                break;
-            }
+        if let Some(close) = rest.find(['{', '}'])
+            && rest[close..].starts_with('}')
+        {
+            group = Some((open, open + 1 + close));
+            break;
         }
     }
     match group {
@@ -255,7 +262,10 @@ pub struct Glob {
 impl Glob {
     /// Compiles one segment's pattern (no dots expected; a dot is matched literally).
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
-        let variants = expand_braces(pattern)?.iter().map(|v| Variant::compile(v)).collect();
+        let variants = expand_braces(pattern)?
+            .iter()
+            .map(|v| Variant::compile(v))
+            .collect();
         Ok(Glob { variants })
     }
 
@@ -296,7 +306,13 @@ impl PathGlob {
         let clean = pattern.replace('\\', "");
         let segments = clean
             .split('.')
-            .map(|s| if s == "**" { Ok(Segment::GlobStar) } else { Glob::new(s).map(Segment::Glob) })
+            .map(|s| {
+                if s == "**" {
+                    Ok(Segment::GlobStar)
+                } else {
+                    Glob::new(s).map(Segment::Glob)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(PathGlob { segments })
     }
@@ -328,12 +344,16 @@ fn match_segments(pattern: &[Segment], parts: &[&str]) -> bool {
             // A final `**` needs at least one segment below it (the finder appends a `*`).
             let min = usize::from(rest.is_empty());
             (min..=parts.len()).any(|skip| {
-                if rest.is_empty() { skip == parts.len() } else { match_segments(rest, &parts[skip..]) }
+                if rest.is_empty() {
+                    skip == parts.len()
+                } else {
+                    match_segments(rest, &parts[skip..])
+                }
             })
         }
-        Some((Segment::Glob(g), rest)) => {
-            parts.split_first().is_some_and(|(first, tail)| g.matches(first) && match_segments(rest, tail))
-        }
+        Some((Segment::Glob(g), rest)) => parts
+            .split_first()
+            .is_some_and(|(first, tail)| g.matches(first) && match_segments(rest, tail)),
     }
 }
 

@@ -41,7 +41,10 @@ fn has_global_flag_group(spec: &str) -> bool {
         match chars[i] {
             '\\' => i += 2,
             '(' if chars.get(i + 1) == Some(&'?') => {
-                let flags = chars[i + 2..].iter().take_while(|c| "aiLmsux".contains(**c)).count();
+                let flags = chars[i + 2..]
+                    .iter()
+                    .take_while(|c| "aiLmsux".contains(**c))
+                    .count();
                 if flags > 0 && chars.get(i + 2 + flags) == Some(&')') {
                     return true;
                 }
@@ -130,12 +133,19 @@ impl TagExpr {
             TagOp::Match | TagOp::NotMatch => Some(
                 // Anchored at the start only, as `re.match` is; graphite's `^(...)` wrapping is the
                 // same thing, and wrapping a spec that already starts with `^` changes nothing.
-                Regex::new(&format!("^(?:{spec})"))
-                    .map_err(|e| TagError::BadRegex { spec: expr.to_string(), reason: e.to_string() })?,
+                Regex::new(&format!("^(?:{spec})")).map_err(|e| TagError::BadRegex {
+                    spec: expr.to_string(),
+                    reason: e.to_string(),
+                })?,
             ),
             TagOp::Eq | TagOp::NotEq => None,
         };
-        Ok(TagExpr { tag: tag.to_string(), op, spec: spec.to_string(), regex })
+        Ok(TagExpr {
+            tag: tag.to_string(),
+            op,
+            spec: spec.to_string(),
+            regex,
+        })
     }
 
     /// Whether a series whose value for this tag is `value` (empty when it lacks the tag) matches.
@@ -174,7 +184,10 @@ impl TagQuery {
         if exprs.is_empty() {
             return Err(TagError::Empty);
         }
-        let exprs = exprs.iter().map(|e| TagExpr::parse(e.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let exprs = exprs
+            .iter()
+            .map(|e| TagExpr::parse(e.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         if exprs.iter().all(TagExpr::matches_empty) {
             return Err(TagError::AllMatchEmpty);
         }
@@ -197,7 +210,9 @@ impl TagQuery {
 
     /// Whether a series matches, given a lookup of its tag values (`name` included).
     pub fn matches<'a>(&self, tag_value: impl Fn(&str) -> Option<&'a str>) -> bool {
-        self.exprs.iter().all(|e| e.matches(tag_value(&e.tag).unwrap_or("")))
+        self.exprs
+            .iter()
+            .all(|e| e.matches(tag_value(&e.tag).unwrap_or("")))
     }
 }
 
@@ -219,7 +234,11 @@ mod tests {
         ];
         for (input, tag, op, spec) in cases {
             let e = TagExpr::parse(input).unwrap();
-            assert_eq!((e.tag.as_str(), e.op, e.spec.as_str()), (*tag, *op, *spec), "{input:?}");
+            assert_eq!(
+                (e.tag.as_str(), e.op, e.spec.as_str()),
+                (*tag, *op, *spec),
+                "{input:?}"
+            );
             assert_eq!(e.to_string(), *input);
         }
         for bad in ["", "=x", "a", "a!b=c", "a;b=c", "a=b;c", "a!x", "a=~(", "!=x"] {
@@ -260,7 +279,9 @@ mod tests {
     #[test]
     fn from_parsed_call() {
         let expr = crate::grammar::parse_target("seriesByTag('name=cpu', 'host=~web.*')").unwrap();
-        let crate::grammar::Expr::Call(call) = expr else { panic!("not a call") };
+        let crate::grammar::Expr::Call(call) = expr else {
+            panic!("not a call")
+        };
         let q = TagQuery::from_call(&call).unwrap();
         assert_eq!(q.exprs.len(), 2);
         assert_eq!(call.raw, "seriesByTag('name=cpu', 'host=~web.*')");

@@ -98,7 +98,12 @@ fn expand_expr(
                 .iter()
                 .map(|(k, v)| expand_arg(v).map(|v| (k.clone(), v)))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arg::Expr(Expr::Call(Call { name: c.name.clone(), args, kwargs, raw: c.raw.clone() })))
+            Ok(Arg::Expr(Expr::Call(Call {
+                name: c.name.clone(),
+                args,
+                kwargs,
+                raw: c.raw.clone(),
+            })))
         }
     }
 }
@@ -162,7 +167,11 @@ pub fn py_float_repr(f: f64) -> String {
         format!("{sign}{body}")
     } else {
         let (first, rest) = digits.split_at(1.min(digits.len()));
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
     }
@@ -175,16 +184,31 @@ mod tests {
 
     fn expand_str(target: &str, overrides: &[(&str, &str)]) -> Result<String, TemplateError> {
         let expr = parse_target(target).unwrap();
-        let o: Vec<(String, String)> = overrides.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let o: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         expand(&expr, &o).map(|a| a.to_string())
     }
 
     #[test]
     fn substitution() {
-        assert_eq!(expand_str("template(a.$1.b, \"web1\")", &[]), Ok("a.web1.b".into()));
-        assert_eq!(expand_str("template(a.$host.b, host=\"web1\")", &[]), Ok("a.web1.b".into()));
-        assert_eq!(expand_str("template(a.$host.b, host=\"web1\")", &[("host", "db")]), Ok("a.db.b".into()));
-        assert_eq!(expand_str("template(a.$host.b)", &[("host", "db")]), Ok("a.db.b".into()));
+        assert_eq!(
+            expand_str("template(a.$1.b, \"web1\")", &[]),
+            Ok("a.web1.b".into())
+        );
+        assert_eq!(
+            expand_str("template(a.$host.b, host=\"web1\")", &[]),
+            Ok("a.web1.b".into())
+        );
+        assert_eq!(
+            expand_str("template(a.$host.b, host=\"web1\")", &[("host", "db")]),
+            Ok("a.db.b".into())
+        );
+        assert_eq!(
+            expand_str("template(a.$host.b)", &[("host", "db")]),
+            Ok("a.db.b".into())
+        );
         assert_eq!(expand_str("template(a.$1.b, 2.5)", &[]), Ok("a.2.5.b".into()));
         assert_eq!(expand_str("template(a.$1.b, 1e20)", &[]), Ok("a.1e+20.b".into()));
         assert_eq!(
@@ -192,15 +216,31 @@ mod tests {
             Ok("alias(a.x,\"$1\")".into()),
             "strings are not substituted"
         );
-        assert_eq!(expand_str("template(scale(a.b, $1), \"5\")", &[]), Ok("scale(a.b,5.0)".into()));
-        assert_eq!(expand_str("template(scale(a.b, $1), 7)", &[]), Ok("scale(a.b,7)".into()));
-        assert_eq!(expand_str("template(scale(a.b, $1), \"x\")", &[]), Ok("scale(a.b,\"x\")".into()));
+        assert_eq!(
+            expand_str("template(scale(a.b, $1), \"5\")", &[]),
+            Ok("scale(a.b,5.0)".into())
+        );
+        assert_eq!(
+            expand_str("template(scale(a.b, $1), 7)", &[]),
+            Ok("scale(a.b,7)".into())
+        );
+        assert_eq!(
+            expand_str("template(scale(a.b, $1), \"x\")", &[]),
+            Ok("scale(a.b,\"x\")".into())
+        );
         assert_eq!(
             expand_str("template(scale(a.b, $1), \"1.2.3\")", &[]),
             Err(TemplateError::BadNumber("1.2.3".into()))
         );
-        assert_eq!(expand_str("a.$1", &[("1", "x")]), Ok("a.$1".into()), "no template, no substitution");
-        assert_eq!(expand_str("template(a|f(), 1)", &[]), Err(TemplateError::InvalidSyntax));
+        assert_eq!(
+            expand_str("a.$1", &[("1", "x")]),
+            Ok("a.$1".into()),
+            "no template, no substitution"
+        );
+        assert_eq!(
+            expand_str("template(a|f(), 1)", &[]),
+            Err(TemplateError::InvalidSyntax)
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Differential tests: `parse_at_time` / `parse_time_offset` against graphite-web's
 //! `graphite.render.attime.parseATTime` / `parseTimeOffset`, in UTC and two zones with DST.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is the point
+
 mod common;
 
 use carbide_query::attime::{parse_at_time, parse_time_offset, time_zone};
@@ -45,7 +47,13 @@ const NOWS: &[i64] = &[
     1_609_455_599, // 2020-12-31 22:59:59 UTC
 ];
 
-const ZONES: &[&str] = &["UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney", "Etc/GMT+5"];
+const ZONES: &[&str] = &[
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Sydney",
+    "Etc/GMT+5",
+];
 
 const REFERENCES: &[&str] = &[
     "",
@@ -142,9 +150,36 @@ const REFERENCES: &[&str] = &[
 ];
 
 const OFFSETS: &[&str] = &[
-    "", "-1d", "+1d", "-1h", "+30min", "-5min", "-5minutes", "-1w", "-2weeks", "-1mon", "-1month", "-1y",
-    "-2years", "-1h30min", "+1d2h3min4s", "-10s", "-10sec", "-1m", "-1mo", "-1", "-d", "+", "-", "-1x",
-    "+1H", "-1h-1h", "-999999999d", "-1000000000d", "-99999999999999999999y", "-0d",
+    "",
+    "-1d",
+    "+1d",
+    "-1h",
+    "+30min",
+    "-5min",
+    "-5minutes",
+    "-1w",
+    "-2weeks",
+    "-1mon",
+    "-1month",
+    "-1y",
+    "-2years",
+    "-1h30min",
+    "+1d2h3min4s",
+    "-10s",
+    "-10sec",
+    "-1m",
+    "-1mo",
+    "-1",
+    "-d",
+    "+",
+    "-",
+    "-1x",
+    "+1H",
+    "-1h-1h",
+    "-999999999d",
+    "-1000000000d",
+    "-99999999999999999999y",
+    "-0d",
 ];
 
 fn compare(cases: &[(String, i64, &str)]) {
@@ -195,9 +230,42 @@ fn references_and_offsets_match_graphite() {
 #[test]
 fn random_strings_match_graphite() {
     const PIECES: &[&str] = &[
-        "0", "1", "2", "3", "9", "12", "30", "2020", "/", ":", "+", "-", "am", "pm", "now", "noon", "d", "h",
-        "min", "s", "w", "mon", "y", "m", "jan", "fri", "today", "yesterday", " ", "_", ",", "x", "midnight",
-        "teatime", "1d", "20200315",
+        "0",
+        "1",
+        "2",
+        "3",
+        "9",
+        "12",
+        "30",
+        "2020",
+        "/",
+        ":",
+        "+",
+        "-",
+        "am",
+        "pm",
+        "now",
+        "noon",
+        "d",
+        "h",
+        "min",
+        "s",
+        "w",
+        "mon",
+        "y",
+        "m",
+        "jan",
+        "fri",
+        "today",
+        "yesterday",
+        " ",
+        "_",
+        ",",
+        "x",
+        "midnight",
+        "teatime",
+        "1d",
+        "20200315",
     ];
     let mut rng = Rng::new(7);
     let mut cases = Vec::new();
@@ -212,11 +280,25 @@ fn random_strings_match_graphite() {
 #[test]
 fn offsets_match_graphite() {
     let mut inputs: Vec<String> = OFFSETS.iter().map(|s| s.to_string()).collect();
-    for extra in ["5min", "1d", "1H", "+5", "5 min", "1h1", "7days", "1minute1second", "3y2mon", "-0s", "1é"] {
+    for extra in [
+        "5min",
+        "1d",
+        "1H",
+        "+5",
+        "5 min",
+        "1h1",
+        "7days",
+        "1minute1second",
+        "3y2mon",
+        "-0s",
+        "1é",
+    ] {
         inputs.push(extra.to_string());
     }
     let mut rng = Rng::new(11);
-    const PIECES: &[&str] = &["1", "25", "+", "-", "s", "min", "h", "d", "w", "mon", "y", "m", "x", "seconds"];
+    const PIECES: &[&str] = &[
+        "1", "25", "+", "-", "s", "min", "h", "d", "w", "mon", "y", "m", "x", "seconds",
+    ];
     for _ in 0..1000 {
         let n = 1 + rng.below(5);
         inputs.push((0..n).map(|_| *rng.pick(PIECES)).collect());
@@ -230,5 +312,10 @@ fn offsets_match_graphite() {
             failures.push(format!("{s:?}: ours {ours:?}, graphite {want}"));
         }
     }
-    assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1,6 +1,8 @@
 //! Differential tests: segment globs against graphite-web's finder matching
 //! (`graphite.finders.match_entries`: `expand_braces` then Python's `fnmatch.filter`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is the point
+
 mod common;
 
 use carbide_query::glob::{Glob, expand_braces};
@@ -28,7 +30,9 @@ fn compare(cases: &[(String, Vec<String>)]) {
         matches.dedup();
         let ours = json!({ "variants": expand_braces(pattern).expect("expands"), "matches": matches });
         if &ours != want {
-            failures.push(format!("{pattern:?} on {names:?}\n  ours:     {ours}\n  graphite: {want}"));
+            failures.push(format!(
+                "{pattern:?} on {names:?}\n  ours:     {ours}\n  graphite: {want}"
+            ));
         }
     }
     assert!(
@@ -48,20 +52,74 @@ const NAMES: &[&str] = &[
 #[test]
 fn table_matches_graphite() {
     let patterns = [
-        "*", "a*", "*b", "a*c", "?", "??", "a?c", "[abc]", "[a-c]", "[!a]", "[!a-b]", "[^a]", "[]]", "[]a]",
-        "[!]]", "[!]", "[", "a[", "[a", "[]", "[z-a]", "[!z-a]", "[a-]", "[-a]", "[a-c-e]", "[b-a-c]",
-        "[c-b-a]", "[!b-a]", "[\\]", "[a\\-z]", "[&&]", "[~]", "[|]", "[[]", "[a-a]", "{a,b}", "{a,{b,c}}",
-        "{a,b}{c,d}", "x{a,b", "x}a{", "{}", "{,}", "{,a}", "{a}", "web{0,1}?", "web[01][0-9]", "{[ab],c}",
-        "{*,?}", "**", "é", "[é]", "a-b", "\\*", "*]", "[*]",
+        "*",
+        "a*",
+        "*b",
+        "a*c",
+        "?",
+        "??",
+        "a?c",
+        "[abc]",
+        "[a-c]",
+        "[!a]",
+        "[!a-b]",
+        "[^a]",
+        "[]]",
+        "[]a]",
+        "[!]]",
+        "[!]",
+        "[",
+        "a[",
+        "[a",
+        "[]",
+        "[z-a]",
+        "[!z-a]",
+        "[a-]",
+        "[-a]",
+        "[a-c-e]",
+        "[b-a-c]",
+        "[c-b-a]",
+        "[!b-a]",
+        "[\\]",
+        "[a\\-z]",
+        "[&&]",
+        "[~]",
+        "[|]",
+        "[[]",
+        "[a-a]",
+        "{a,b}",
+        "{a,{b,c}}",
+        "{a,b}{c,d}",
+        "x{a,b",
+        "x}a{",
+        "{}",
+        "{,}",
+        "{,a}",
+        "{a}",
+        "web{0,1}?",
+        "web[01][0-9]",
+        "{[ab],c}",
+        "{*,?}",
+        "**",
+        "é",
+        "[é]",
+        "a-b",
+        "\\*",
+        "*]",
+        "[*]",
     ];
-    let cases: Vec<(String, Vec<String>)> =
-        patterns.iter().map(|p| (p.to_string(), NAMES.iter().map(|n| n.to_string()).collect())).collect();
+    let cases: Vec<(String, Vec<String>)> = patterns
+        .iter()
+        .map(|p| (p.to_string(), NAMES.iter().map(|n| n.to_string()).collect()))
+        .collect();
     compare(&cases);
 }
 
 #[test]
 fn random_patterns_match_graphite() {
-    const PIECES: &[&str] = &["a", "b", "c", "-", "!", "^", "[", "]", "*", "?", "{", "}", ",", "z", "\\", "é"];
+    const PIECES: &[&str] = &[
+        "a", "b", "c", "-", "!", "^", "[", "]", "*", "?", "{", "}", ",", "z", "\\", "é",
+    ];
     let mut rng = Rng::new(99);
     let mut cases = Vec::new();
     for _ in 0..3000 {

@@ -3,6 +3,8 @@
 //! (pipes folded into first arguments, literals as the evaluator reads them), the same number of
 //! characters consumed by the lenient parse, and the same verdict on whether the whole target parses.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is the point
+
 mod common;
 
 use carbide_query::grammar::{Arg, Expr, parse_target, parse_target_lenient};
@@ -276,9 +278,47 @@ fn table_matches_graphite() {
 #[test]
 fn random_targets_match_graphite() {
     const PIECES: &[&str] = &[
-        "a", "b.c", ".", "f", "sumSeries", "(", ")", "(", ")", ",", ", ", "'x'", "\"y z\"", "1", "-2.5", "1e3",
-        "e", "=", "k=", "|", " ", "{", "}", "{a,b}", "*", "?", "[a-z]", "true", "None", "inf", "\\", "\\(",
-        "template", "$1", "5xx", "-", ":", "\t", "\n", "'", "\"",
+        "a",
+        "b.c",
+        ".",
+        "f",
+        "sumSeries",
+        "(",
+        ")",
+        "(",
+        ")",
+        ",",
+        ", ",
+        "'x'",
+        "\"y z\"",
+        "1",
+        "-2.5",
+        "1e3",
+        "e",
+        "=",
+        "k=",
+        "|",
+        " ",
+        "{",
+        "}",
+        "{a,b}",
+        "*",
+        "?",
+        "[a-z]",
+        "true",
+        "None",
+        "inf",
+        "\\",
+        "\\(",
+        "template",
+        "$1",
+        "5xx",
+        "-",
+        ":",
+        "\t",
+        "\n",
+        "'",
+        "\"",
     ];
     let mut rng = Rng::new(42);
     let mut targets = Vec::new();
@@ -298,7 +338,11 @@ fn nested_targets_match_graphite() {
         if depth <= 5 {
             targets.push(format!("{}a.b{}", "f(x, k=".repeat(depth), ")".repeat(depth)));
         }
-        targets.push(format!("{}a.$1{}", "template(".repeat(depth), ", 'v')".repeat(depth)));
+        targets.push(format!(
+            "{}a.$1{}",
+            "template(".repeat(depth),
+            ", 'v')".repeat(depth)
+        ));
         targets.push(format!("a.b{}", "|f(1)".repeat(depth)));
         targets.push(format!("{}a.b", "f(".repeat(depth)));
     }

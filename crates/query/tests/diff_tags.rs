@@ -1,6 +1,8 @@
 //! Differential tests: `seriesByTag` expressions against graphite-web's tag database code
 //! (`BaseTagDB.parse_tagspec`, and the filter rules of the local tag database for values).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is the point
+
 mod common;
 
 use carbide_query::tags::{TagExpr, TagQuery};
@@ -33,7 +35,9 @@ for expr, values in json.load(sys.stdin):
 print(json.dumps(out))
 "#;
 
-const VALUES: &[&str] = &["", "web1", "web", "myweb", "db1", "a", "b", "ab", "x=y", "~x", "web.*", "WEB1"];
+const VALUES: &[&str] = &[
+    "", "web1", "web", "myweb", "db1", "a", "b", "ab", "x=y", "~x", "web.*", "WEB1",
+];
 
 fn compare(exprs: &[String]) {
     let values: Vec<String> = VALUES.iter().map(|v| v.to_string()).collect();
@@ -55,7 +59,9 @@ fn compare(exprs: &[String]) {
         let want_bad_regex = want.get("matches") == Some(&json!("bad regex"));
         if ours == json!("bad regex") || want_bad_regex {
             if !(ours == json!("bad regex") && want_bad_regex) {
-                failures.push(format!("{expr:?}: regex verdicts differ: ours {ours}, graphite {want}"));
+                failures.push(format!(
+                    "{expr:?}: regex verdicts differ: ours {ours}, graphite {want}"
+                ));
             }
             continue;
         }
@@ -65,23 +71,60 @@ fn compare(exprs: &[String]) {
         }
     }
     assert!(compared_regex > 0);
-    assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn table_matches_graphite() {
     let table = [
-        "name=cpu", "host!=web1", "host=~web.*", "host!=~web.*", "host=~web", "host=~^web", "host=~^a|b",
-        "host=~a|b", "host=~.*", "host!=~.*", "host=", "host!=", "host=~", "a=b=c", "a=~b=c", "a==b",
-        "a!==b", "a=!b", "a b=c d", "", "=x", "a", "a!b=c", "a;b=c", "a=b;c", "a!x", "!=x", "a=~(",
-        "a=~[", "a=~web\\d", "host=~WEB", "host=~(?i)web", "a=b\n", "host=~x$",
+        "name=cpu",
+        "host!=web1",
+        "host=~web.*",
+        "host!=~web.*",
+        "host=~web",
+        "host=~^web",
+        "host=~^a|b",
+        "host=~a|b",
+        "host=~.*",
+        "host!=~.*",
+        "host=",
+        "host!=",
+        "host=~",
+        "a=b=c",
+        "a=~b=c",
+        "a==b",
+        "a!==b",
+        "a=!b",
+        "a b=c d",
+        "",
+        "=x",
+        "a",
+        "a!b=c",
+        "a;b=c",
+        "a=b;c",
+        "a!x",
+        "!=x",
+        "a=~(",
+        "a=~[",
+        "a=~web\\d",
+        "host=~WEB",
+        "host=~(?i)web",
+        "a=b\n",
+        "host=~x$",
     ];
     compare(&table.iter().map(|s| s.to_string()).collect::<Vec<_>>());
 }
 
 #[test]
 fn random_exprs_match_graphite() {
-    const PIECES: &[&str] = &["a", "b", "web", "=", "!", "~", ";", ".", "*", "^", "|", " ", "1", "x", "$"];
+    const PIECES: &[&str] = &[
+        "a", "b", "web", "=", "!", "~", ";", ".", "*", "^", "|", " ", "1", "x", "$",
+    ];
     let mut rng = Rng::new(5);
     let exprs: Vec<String> = (0..2000)
         .map(|_| {

@@ -2,6 +2,8 @@
 //! `fetchData` and the function table replaced by recorders, so what it returns is the expanded tree:
 //! which paths it would fetch, and which literals each function would receive.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is the point
+
 mod common;
 
 use carbide_query::grammar::{Arg, Expr, parse_target};
@@ -72,10 +74,15 @@ fn compare(cases: &[(String, Vec<(String, String)>)]) {
         let ours = expand(&expr, overrides).ok().map(|a| enc(&a));
         let ours = ours.unwrap_or(Value::Null);
         if &ours != want {
-            failures.push(format!("{target:?} {overrides:?}\n  ours:     {ours}\n  graphite: {want}"));
+            failures.push(format!(
+                "{target:?} {overrides:?}\n  ours:     {ours}\n  graphite: {want}"
+            ));
         }
     }
-    assert!(compared * 2 > cases.len() / 2, "too few whole targets: {compared}");
+    assert!(
+        compared * 2 > cases.len() / 2,
+        "too few whole targets: {compared}"
+    );
     assert!(
         failures.is_empty(),
         "{} of {compared} differ:\n{}",
@@ -85,7 +92,10 @@ fn compare(cases: &[(String, Vec<(String, String)>)]) {
 }
 
 fn o(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -118,15 +128,35 @@ fn table_matches_graphite() {
         ("f(a.$1, k=1, k=2)", &[]),
         ("f(true, None, inf, 'x', 1.5, 2)", &[]),
     ];
-    let cases: Vec<(String, Vec<(String, String)>)> = table.iter().map(|(t, ov)| (t.to_string(), o(ov))).collect();
+    let cases: Vec<(String, Vec<(String, String)>)> =
+        table.iter().map(|(t, ov)| (t.to_string(), o(ov))).collect();
     compare(&cases);
 }
 
 #[test]
 fn random_templates_match_graphite() {
-    const INNER: &[&str] =
-        &["a.$1", "$1", "$x", "b.$x.c", "$10.d", "f(a.$1)", "f($1, $x)", "f(a.$x, k=$1)", "seriesByTag('a=$1')"];
-    const DEFAULTS: &[&str] = &["", ", 'v'", ", \"5\"", ", 1", ", 2.5", ", x='q'", ", x=\"9\", y=1", ", '1.2.3'", ", 1e3"];
+    const INNER: &[&str] = &[
+        "a.$1",
+        "$1",
+        "$x",
+        "b.$x.c",
+        "$10.d",
+        "f(a.$1)",
+        "f($1, $x)",
+        "f(a.$x, k=$1)",
+        "seriesByTag('a=$1')",
+    ];
+    const DEFAULTS: &[&str] = &[
+        "",
+        ", 'v'",
+        ", \"5\"",
+        ", 1",
+        ", 2.5",
+        ", x='q'",
+        ", x=\"9\", y=1",
+        ", '1.2.3'",
+        ", 1e3",
+    ];
     const OVERRIDES: &[&[(&str, &str)]] = &[&[], &[("x", "Q")], &[("1", "over")], &[("x", "7"), ("1", "8")]];
     let mut rng = Rng::new(3);
     let mut cases = Vec::new();

@@ -2,7 +2,7 @@
 //!
 //! One python process per test: the script reads a JSON list on stdin and prints a JSON list.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -24,14 +24,18 @@ settings.configure(default_settings=graphite_defaults, UTF8_METRICS=False, TIME_
 /// Runs `script` (after [`PRELUDE`]) with `input` as JSON on stdin and parses its stdout as JSON.
 /// Fails (never skips) when graphite-web is not installed.
 pub fn run_graphite(script: &str, input: &serde_json::Value) -> serde_json::Value {
-    let probe = Command::new(PYTHON).args(["-c", "import graphite.render.attime, pyparsing, pytz"]).output();
+    let probe = Command::new(PYTHON)
+        .args(["-c", "import graphite.render.attime, pyparsing, pytz"])
+        .output();
     match probe {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
             "graphite-web is not importable by {PYTHON} ({}); run scripts/install-test-deps.sh",
             String::from_utf8_lossy(&out.stderr).trim()
         ),
-        Err(e) => panic!("{PYTHON} is missing ({e}); run scripts/install-test-deps.sh to install graphite-web"),
+        Err(e) => {
+            panic!("{PYTHON} is missing ({e}); run scripts/install-test-deps.sh to install graphite-web")
+        }
     }
     let mut child = Command::new(PYTHON)
         .args(["-c", &format!("{PRELUDE}\n{script}")])
@@ -48,7 +52,11 @@ pub fn run_graphite(script: &str, input: &serde_json::Value) -> serde_json::Valu
     });
     let out = child.wait_with_output().expect("python output");
     writer.join().expect("writer thread");
-    assert!(out.status.success(), "python helper failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python helper failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("python printed JSON")
 }
 
@@ -58,7 +66,10 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1)
+        Rng(seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+            | 1)
     }
 
     /// The next number below `n`.
