@@ -414,7 +414,8 @@ fn localize(tz: &TimeZone, dt: Civil) -> Result<Localized, TimeError> {
 
 /// Reads an offset such as `-1d`, `+2h30min`, `5min` (unsigned means forward) into seconds, exactly as
 /// `parseTimeOffset` does, case-sensitively and with no whitespace handling: months are 30 days and
-/// years 365, and a unit is matched by prefix (`s`, `min`, `h`, `d`, `w`, `mon`, `y`).
+/// years 365, and a unit is matched by prefix (`s`, `min`, `h`, `d`, `w`, `mon`, `y`). `summarize`,
+/// `hitcount`, `smartSummarize` and `holtWinters*` use this signed value as it is.
 pub fn parse_time_offset(offset: &str) -> Result<i64, TimeError> {
     let chars: Vec<char> = offset.chars().collect();
     let Some(&first) = chars.first() else {
@@ -453,26 +454,64 @@ pub fn parse_time_offset(offset: &str) -> Result<i64, TimeError> {
     i64::try_from(total).map_err(|_| TimeError::OutOfRange)
 }
 
-/// Seconds in one of the unit named by prefix, as `getUnitString` orders the checks (`min` before
-/// `mon`, so `m` alone and `mo` are errors).
-fn unit_seconds(unit: &str) -> Result<i128, TimeError> {
+/// A unit of `parseTimeOffset`, as `getUnitString` names it; `smartSummarize(alignTo=...)` picks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// `s…`
+    Seconds,
+    /// `min…`
+    Minutes,
+    /// `h…`
+    Hours,
+    /// `d…`
+    Days,
+    /// `w…`
+    Weeks,
+    /// `mon…`, counted as 30 days in offsets.
+    Months,
+    /// `y…`, counted as 365 days in offsets.
+    Years,
+}
+
+impl TimeUnit {
+    /// The unit's length in offsets (a month is 30 days, a year 365, as graphite-web counts them).
+    pub fn seconds(self) -> i64 {
+        match self {
+            TimeUnit::Seconds => 1,
+            TimeUnit::Minutes => 60,
+            TimeUnit::Hours => 3600,
+            TimeUnit::Days => 86_400,
+            TimeUnit::Weeks => 7 * 86_400,
+            TimeUnit::Months => 30 * 86_400,
+            TimeUnit::Years => 365 * 86_400,
+        }
+    }
+}
+
+/// `getUnitString`: a unit by prefix, checked in graphite's order (`min` before `mon`, so `m` alone
+/// and `mo` are errors, and `ms` is too).
+pub fn unit_of(unit: &str) -> Result<TimeUnit, TimeError> {
     Ok(if unit.starts_with('s') {
-        1
+        TimeUnit::Seconds
     } else if unit.starts_with("min") {
-        60
+        TimeUnit::Minutes
     } else if unit.starts_with('h') {
-        3600
+        TimeUnit::Hours
     } else if unit.starts_with('d') {
-        86_400
+        TimeUnit::Days
     } else if unit.starts_with('w') {
-        7 * 86_400
+        TimeUnit::Weeks
     } else if unit.starts_with("mon") {
-        30 * 86_400
+        TimeUnit::Months
     } else if unit.starts_with('y') {
-        365 * 86_400
+        TimeUnit::Years
     } else {
         return Err(TimeError::InvalidUnit(unit.to_string()));
     })
+}
+
+fn unit_seconds(unit: &str) -> Result<i128, TimeError> {
+    unit_of(unit).map(|u| i128::from(u.seconds()))
 }
 
 fn check_timedelta(seconds: i128) -> Result<(), TimeError> {
@@ -613,6 +652,60 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_time_offset(input).map_err(|_| ()), *want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn graphite_web_test_suite_facts() {
+        // Leap years: -1year from 2016-02-29 is 2015-03-01; -1month is 30 days.
+        let leap = at(2016, 2, 29, 0, 0);
+        assert_eq!(
+            parse_at_time("-1year", leap, &TimeZone::UTC),
+            Ok(at(2015, 3, 1, 0, 0))
+        );
+        assert_eq!(
+            parse_at_time("-4years", leap, &TimeZone::UTC),
+            Ok(at(2012, 3, 1, 0, 0))
+        );
+        assert_eq!(
+            parse_at_time("-1month", leap, &TimeZone::UTC),
+            Ok(at(2016, 1, 30, 0, 0))
+        );
+        // DST in Los Angeles on 2015-03-08: midnight+3h is 04:00 PDT (11:00 UTC).
+        let la = time_zone("America/Los_Angeles").unwrap();
+        let now = at(2015, 3, 8, 19, 0);
+        assert_eq!(parse_at_time("midnight+3h", now, &la), Ok(at(2015, 3, 8, 11, 0)));
+        assert_eq!(
+            parse_at_time("midnight_tomorrow+3h", now, &la),
+            Ok(at(2015, 3, 9, 10, 0))
+        );
+        assert_eq!(
+            parse_at_time("12:0020150308", now, &la),
+            Ok(at(2015, 3, 8, 19, 0))
+        );
+        // Monday before 2015-01-01 (a Thursday).
+        let now = at(2015, 1, 1, 11, 0);
+        assert_eq!(
+            parse_at_time("monday", now, &TimeZone::UTC),
+            Ok(at(2014, 12, 29, 0, 0))
+        );
+        assert_eq!(
+            parse_at_time("02/25/15", now, &TimeZone::UTC),
+            Ok(at(2015, 2, 25, 0, 0))
+        );
+        assert!(parse_at_time("january800", now, &TimeZone::UTC).is_err());
+        assert!(parse_at_time("noon+yesterday", now, &TimeZone::UTC).is_err());
+        assert!(parse_at_time(":", now, &TimeZone::UTC).is_err());
+    }
+
+    #[test]
+    fn units_by_prefix() {
+        assert_eq!(unit_of("minutes"), Ok(TimeUnit::Minutes));
+        assert_eq!(unit_of("months"), Ok(TimeUnit::Months));
+        assert_eq!(unit_of("sec"), Ok(TimeUnit::Seconds));
+        assert!(unit_of("m").is_err());
+        assert!(unit_of("mo").is_err());
+        assert!(unit_of("").is_err());
+        assert_eq!(TimeUnit::Years.seconds(), 31_536_000);
     }
 
     #[test]

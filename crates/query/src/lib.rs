@@ -19,7 +19,7 @@ pub mod grammar;
 pub mod tags;
 pub mod template;
 
-pub use attime::{TimeError, parse_at_time, parse_time_offset};
+pub use attime::{TimeError, TimeUnit, parse_at_time, parse_time_offset};
 pub use glob::{Glob, GlobError, PathGlob};
 pub use grammar::{Arg, Call, Expr, ParseError, parse_target, parse_target_lenient};
 pub use tags::{TagError, TagExpr, TagOp, TagQuery};

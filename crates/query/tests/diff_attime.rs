@@ -45,6 +45,14 @@ const NOWS: &[i64] = &[
     1_604_232_000, // 2020-11-01 12:00 UTC, New York fall back
     1_582_977_600, // 2020-02-29 12:00 UTC
     1_609_455_599, // 2020-12-31 22:59:59 UTC
+    // The instants graphite-web's own test_attime.py mocks: 2015-03-08 12:00 and 2017-10-13 11:00 in
+    // Los Angeles, 2015-01-01 11:00, 2010-03-30, 2016-02-29 and 2013-02-28 in UTC.
+    1_425_841_200,
+    1_507_917_600,
+    1_420_110_000,
+    1_269_907_200,
+    1_456_704_000,
+    1_362_009_600,
 ];
 
 const ZONES: &[&str] = &[
@@ -147,6 +155,32 @@ const REFERENCES: &[&str] = &[
     "1am2pm",
     "a:b",
     "cam",
+    // From graphite-web's test_attime.py.
+    "12:0020150308",
+    "9:0020150308",
+    "20150110",
+    "midnight+1h",
+    "midnight_tomorrow",
+    "midnight_tomorrow+3h",
+    "midnight+3h",
+    "january8",
+    "january10",
+    "january800",
+    "january",
+    "02/25/15",
+    "02/23/10",
+    "20100223",
+    "8:50",
+    "8:50am",
+    "8:50pm",
+    "8am",
+    "10pm",
+    "-1year",
+    "-4years",
+    "-1month",
+    "noon+yesterday",
+    ":",
+    "random",
 ];
 
 const OFFSETS: &[&str] = &[
