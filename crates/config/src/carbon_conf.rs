@@ -356,6 +356,14 @@ fn read_from(ini: &Ini, section: &str, settings: &mut RawSettings) -> Result<(),
     Ok(())
 }
 
+/// A value that must already be text: carbon hands it to `os.path.join`, which refuses numbers.
+fn path_text(settings: &RawSettings, key: &str) -> Option<String> {
+    match &settings.get(key)?.value {
+        PyValue::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 fn text_of(settings: &RawSettings, key: &str) -> Option<String> {
     match &settings.get(key)?.value {
         PyValue::Str(s) => Some(s.clone()),
@@ -403,7 +411,7 @@ pub fn read_settings(
             },
         });
     let deps = |settings: &mut RawSettings| -> Result<(), ConfigError> {
-        let storage = text_of(settings, "STORAGE_DIR").ok_or_else(|| {
+        let storage = path_text(settings, "STORAGE_DIR").ok_or_else(|| {
             ConfigError::new(
                 ini.path(),
                 settings.get("STORAGE_DIR").and_then(|s| s.line).unwrap_or(0),
@@ -421,7 +429,7 @@ pub fn read_settings(
     };
     deps(&mut settings)?;
     let path_of = |settings: &RawSettings, k: &str| {
-        text_of(settings, k).ok_or_else(|| {
+        path_text(settings, k).ok_or_else(|| {
             ConfigError::new(
                 ini.path(),
                 settings.get(k).and_then(|s| s.line).unwrap_or(0),
@@ -576,7 +584,7 @@ macro_rules! typed_settings {
                 };
                 let path_setting = |k: &str| -> Result<String, ConfigError> {
                     let s = get(k);
-                    let t = text_of(raw, k).ok_or_else(|| ctx.err(&s, k, "a path"))?;
+                    let t = path_text(raw, k).ok_or_else(|| ctx.err(&s, k, "a path"))?;
                     Ok(py_normpath(&expanduser(&t, env.home.as_deref())))
                 };
                 let settings = CarbonSettings {

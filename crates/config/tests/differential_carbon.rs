@@ -825,3 +825,113 @@ fn generated_aggregation_rules_match_carbon() {
     }
     assert!(compared > 100, "{compared}");
 }
+
+#[test]
+fn generated_carbon_conf_values_match_read_config() {
+    const KEYS: &[&str] = &[
+        "MAX_CACHE_SIZE",
+        "LINE_RECEIVER_PORT",
+        "ENABLE_UDP_LISTENER",
+        "BIND_PATTERNS",
+        "USER",
+        "AMQP_SPEC",
+        "QUEUE_LOW_WATERMARK_PCT",
+        "DESTINATIONS",
+        "unknown_key",
+        "Log_Updates",
+        "STORAGE_DIR",
+        "PID_DIR",
+    ];
+    const VALUES: &[&str] = &[
+        "1",
+        "0",
+        "-3",
+        "+7",
+        " 42 ",
+        "1_000",
+        "1__0",
+        "_1",
+        "1.5",
+        ".5",
+        "5.",
+        "1e3",
+        "1E-2",
+        "inf",
+        "-inf",
+        "Infinity",
+        "nan",
+        "0x10",
+        "true",
+        "False",
+        "yes",
+        "off",
+        "On",
+        "a, b ,c",
+        ",",
+        "",
+        "text",
+        "007",
+        "1_0.2_5",
+        "1e",
+        "%%",
+        "/abs/path",
+        "rel/path",
+        "~/x",
+        "2004:a",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r").display().to_string();
+    let mut rng = Lcg(seed(41));
+    let mut cases = vec![];
+    let mut ours = vec![];
+    for i in 0..400 {
+        let mut text = String::from("[cache]\n");
+        let mut used = vec![];
+        for _ in 0..1 + rng.next(4) {
+            let k = KEYS[rng.next(KEYS.len())];
+            if used.contains(&k.to_lowercase()) {
+                continue;
+            }
+            used.push(k.to_lowercase());
+            text.push_str(&format!("{k} = {}\n", VALUES[rng.next(VALUES.len())]));
+        }
+        if rng.next(2) == 0 {
+            text.push_str(&format!(
+                "[cache:a]\n{} = {}\n",
+                KEYS[rng.next(KEYS.len())],
+                VALUES[rng.next(VALUES.len())]
+            ));
+        }
+        let path = write(dir.path(), &format!("gen{i}.conf"), &text);
+        let instance = if rng.next(2) == 0 { Some("a") } else { None };
+        cases.push(json!({"program": "carbon-cache", "path": path, "instance": instance, "root": root}));
+        let env = ConfigEnv {
+            graphite_root: root.clone(),
+            storage_dir: None,
+            home: None,
+        };
+        ours.push((
+            text.clone(),
+            Ini::parse(&path, &text)
+                .and_then(|ini| read_settings(&ini, &path, "carbon-cache", instance, &env)),
+        ));
+    }
+    let theirs = oracle(json!({"kind": "carbon_conf", "cases": cases}));
+    let mut compared = 0;
+    for ((text, got), want) in ours.iter().zip(theirs.as_array().unwrap()) {
+        if let Some(e) = want.get("error") {
+            assert!(got.is_err(), "{text:?}: carbon failed ({e}), we read it");
+            continue;
+        }
+        let got = got
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{text:?}: carbon read it, we failed: {e}"));
+        for (k, v) in want.as_object().unwrap() {
+            let ours = got.get(k).map(|s| s.value.py_repr());
+            assert_eq!(ours.as_deref(), v.as_str(), "{text:?} key {k}");
+        }
+        assert_eq!(got.len(), want.as_object().unwrap().len(), "{text:?}");
+        compared += 1;
+    }
+    assert!(compared > 150, "only {compared} files carbon could read");
+}
