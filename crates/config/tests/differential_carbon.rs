@@ -935,3 +935,116 @@ fn generated_carbon_conf_values_match_read_config() {
     }
     assert!(compared > 150, "only {compared} files carbon could read");
 }
+
+/// carbon's own example files, as Debian ships them.
+fn fixture(name: &str) -> (String, String) {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+#[test]
+fn carbons_example_files_read_the_same() {
+    let (path, text) = fixture("carbon.conf.example");
+    let root = "/opt/graphite".to_string();
+    let runs: &[(&str, Option<&str>)] = &[
+        ("carbon-cache", None),
+        ("carbon-cache", Some("a")),
+        ("carbon-cache", Some("b")),
+        ("carbon-relay", Some("a")),
+        ("carbon-aggregator", Some("a")),
+        ("carbon-aggregator", Some("b")),
+    ];
+    let cases: Vec<Value> = runs
+        .iter()
+        .map(|(p, i)| json!({"program": p, "path": path, "instance": i, "root": root}))
+        .collect();
+    let theirs = oracle(json!({"kind": "carbon_conf", "cases": cases}));
+    let env = ConfigEnv {
+        graphite_root: root.clone(),
+        storage_dir: None,
+        home: None,
+    };
+    let ini = Ini::parse(&path, &text).unwrap();
+    for ((program, instance), want) in runs.iter().zip(theirs.as_array().unwrap()) {
+        let got = read_settings(&ini, &path, program, *instance, &env).unwrap();
+        let ours: std::collections::BTreeMap<&str, String> =
+            got.iter().map(|(k, v)| (k.as_str(), v.value.py_repr())).collect();
+        let want: std::collections::BTreeMap<&str, String> = want
+            .as_object()
+            .unwrap_or_else(|| panic!("carbon failed: {want}"))
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(ours, want, "{program} {instance:?}");
+        let (typed, warnings) = parse_carbon_conf(&path, &text, program, *instance, &env)
+            .unwrap_or_else(|e| panic!("{program} {instance:?}: {e}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // [cache] sets CONF_DIR itself; the other programs derive it from the file's directory.
+        let conf_dir = if *program == "carbon-cache" {
+            "/etc/carbon/"
+        } else {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures")
+        };
+        assert_eq!(typed.conf_dir, conf_dir);
+    }
+
+    let (path, text) = fixture("storage-schemas.conf.example");
+    let want =
+        oracle(json!({"kind": "schemas", "dir": std::env::temp_dir(), "path": path, "metrics": METRICS}));
+    let (schemas, _) = parse_storage_schemas(&path, &text).unwrap();
+    let got: Vec<Value> = METRICS
+        .iter()
+        .map(|m| {
+            let s = schemas.schema_for(m);
+            json!([
+                s.name,
+                s.archives
+                    .iter()
+                    .map(|a| json!([a.seconds_per_point, a.points]))
+                    .collect::<Vec<_>>()
+            ])
+        })
+        .collect();
+    assert_eq!(json!(got), want["metrics"]);
+
+    let (path, text) = fixture("storage-aggregation.conf.example");
+    let want =
+        oracle(json!({"kind": "aggregation", "dir": std::env::temp_dir(), "path": path, "metrics": METRICS}));
+    let (agg, _) = parse_storage_aggregation(&path, &text).unwrap();
+    let got: Vec<Value> = METRICS
+        .iter()
+        .map(|m| {
+            let s = agg.schema_for(m).unwrap();
+            json!([s.name, s.x_files_factor, s.method.map(|m| m.name())])
+        })
+        .collect();
+    assert_eq!(json!(got), want["metrics"]);
+
+    let (path, text) = fixture("relay-rules.conf.example");
+    let want = oracle(json!({"kind": "relay", "path": path, "metrics": METRICS}));
+    let rules = parse_relay_rules(&path, &text).unwrap();
+    assert_eq!(json!(rules.rules.len()), want["count"]);
+
+    for name in ["whitelist.conf.example", "blacklist.conf.example"] {
+        let (path, text) = fixture(name);
+        let want = oracle(json!({"kind": "regexlist", "path": path, "metrics": METRICS}));
+        let (list, _) = parse_regex_list(&path, &text).unwrap();
+        let got: Vec<bool> = METRICS.iter().map(|m| list.contains(m)).collect();
+        assert_eq!(json!(got), want["metrics"], "{name}");
+    }
+
+    let (path, text) = fixture("aggregation-rules.conf.example");
+    let want =
+        oracle(json!({"kind": "aggregation_rules", "path": path, "metrics": METRICS, "values": [[1.0]]}));
+    let (rules, _) = parse_aggregation_rules(&path, &text).unwrap();
+    assert_eq!(
+        json!(rules.len()),
+        json!(want["regexes"].as_array().unwrap().len())
+    );
+
+    let (path, text) = fixture("rewrite-rules.conf.example");
+    let want = oracle(json!({"kind": "rewrite", "path": path, "metrics": METRICS}));
+    let (rw, _) = parse_rewrite_rules(&path, &text).unwrap();
+    assert_eq!(json!([rw.pre.len(), rw.post.len()]), want["counts"]);
+}
