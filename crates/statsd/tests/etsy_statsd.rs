@@ -603,6 +603,19 @@ fn random_packets(seed: u64, count: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn random_lines_against_node() {
+    // CARBIDE_STATSD_RANDOM_ROUNDS=N adds N more seeds (each ~2 s) for a longer search.
+    let extra: u64 = std::env::var("CARBIDE_STATSD_RANDOM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let more = (0..extra).map(|i| {
+        let legacy = i % 2 == 0;
+        (
+            0x9e37_79b9_u64.wrapping_mul(i + 7),
+            json!({"percentThreshold": [95, -5, 33.3], "graphite": {"legacyNamespace": legacy},
+                   "deleteIdleStats": i % 3 == 0, "histogram": [{"metric": "a", "bins": [0.5, "inf"]}]}),
+        )
+    });
     for (seed, config) in [
         (0x1234_5678_u64, json!({"percentThreshold": [90, -25, 50.5]})),
         (
@@ -613,7 +626,10 @@ fn random_lines_against_node() {
             0x0bad_cafe_u64,
             json!({"keyNameSanitize": false, "graphite": {"legacyNamespace": false}}),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(more)
+    {
         let p1 = random_packets(seed, 60);
         let p2 = random_packets(seed ^ 0xffff, 60);
         let phases: Vec<Vec<&[u8]>> = vec![
