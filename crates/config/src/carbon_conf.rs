@@ -710,6 +710,57 @@ impl FromPy for Vec<String> {
 }
 
 impl CarbonSettings {
+    /// carbon's defaults for a program with no carbon.conf at all (what `carbide serve` starts from).
+    pub fn defaults(
+        program: &str,
+        instance: Option<&str>,
+        env: &ConfigEnv,
+    ) -> Result<CarbonSettings, ConfigError> {
+        // carbon's own fallback location: GRAPHITE_ROOT/conf/carbon.conf, so CONF_DIR is GRAPHITE_ROOT/conf.
+        let path = py_join(&py_join(&env.graphite_root, "conf"), "carbon.conf");
+        parse_carbon_conf(&path, "", program, instance, env).map(|(s, _)| s)
+    }
+
+    /// A file in CONF_DIR, joined as carbon joins it (an absolute name stays as it is).
+    pub fn conf_file(&self, name: &str) -> String {
+        py_join(&self.conf_dir, name)
+    }
+
+    /// storage-schemas.conf, which carbon-cache requires.
+    pub fn storage_schemas_path(&self) -> String {
+        self.conf_file("storage-schemas.conf")
+    }
+
+    /// storage-aggregation.conf (optional: carbon ignores a missing one).
+    pub fn storage_aggregation_path(&self) -> String {
+        self.conf_file("storage-aggregation.conf")
+    }
+
+    /// AGGREGATION_RULES, relative to CONF_DIR.
+    pub fn aggregation_rules_path(&self) -> String {
+        self.conf_file(&self.aggregation_rules)
+    }
+
+    /// REWRITE_RULES, relative to CONF_DIR.
+    pub fn rewrite_rules_path(&self) -> String {
+        self.conf_file(&self.rewrite_rules)
+    }
+
+    /// RELAY_RULES, relative to CONF_DIR.
+    pub fn relay_rules_path(&self) -> String {
+        self.conf_file(&self.relay_rules)
+    }
+
+    /// whitelist.conf (carbon's default when `--whitelist` is not given).
+    pub fn whitelist_path(&self) -> String {
+        self.conf_file("whitelist.conf")
+    }
+
+    /// blacklist.conf (carbon's default when `--blacklist` is not given).
+    pub fn blacklist_path(&self) -> String {
+        self.conf_file("blacklist.conf")
+    }
+
     /// Range checks carbon leaves to run time.
     fn check(&self, ctx: &Ctx<'_>, raw: &RawSettings) -> Result<(), ConfigError> {
         let _ = ctx.env;
@@ -992,6 +1043,12 @@ mod tests {
         assert_eq!(s.instance.as_deref(), Some("a"));
         assert_eq!(s.max_updates_per_second_on_shutdown, None);
         assert_eq!(s.protobuf_receiver, None);
+        assert_eq!(s.storage_schemas_path(), "/etc/carbon/storage-schemas.conf");
+        assert_eq!(s.aggregation_rules_path(), "/etc/carbon/aggregation-rules.conf");
+        let d = CarbonSettings::defaults("carbon-relay", None, &env()).unwrap();
+        assert_eq!(d.pidfile, "/opt/graphite/storage/carbon-relay.pid");
+        assert_eq!(d.conf_file("/abs/rules.conf"), "/abs/rules.conf");
+        assert_eq!(d.relay_rules_path(), "/opt/graphite/conf/relay-rules.conf");
     }
 
     #[test]
