@@ -34,7 +34,7 @@ pub struct Warning {
     pub path: String,
     /// 1-based line number; 0 for whole-file remarks.
     pub line: usize,
-    /// What carbon does with it, e.g. "section [x] has no 'pattern', skipped".
+    /// What carbon does with it, e.g. "schema `[x]` has no 'pattern', skipped".
     pub message: String,
 }
 
