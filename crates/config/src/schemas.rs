@@ -226,6 +226,24 @@ fn section_items(ini: &Ini, name: &str, line: usize) -> Result<Vec<crate::ini::I
     ini.items(name, line)
 }
 
+/// Warns about keys carbon never reads in a section (a typo such as `retention` silently makes a
+/// schema disappear in carbon).
+fn unknown_keys(
+    path: &str,
+    section: &str,
+    items: &[crate::ini::Item],
+    known: &[&str],
+    warnings: &mut Vec<Warning>,
+) {
+    for i in items.iter().filter(|i| !known.contains(&i.key.as_str())) {
+        warnings.push(Warning::new(
+            path,
+            i.line,
+            format!("[{section}] key '{}' is not used by carbon", i.key),
+        ));
+    }
+}
+
 fn find<'a>(items: &'a [crate::ini::Item], key: &str) -> Option<&'a crate::ini::Item> {
     items.iter().find(|i| i.key == key)
 }
@@ -237,6 +255,7 @@ pub fn parse_storage_schemas(path: &str, text: &str) -> Result<(StorageSchemas, 
     let mut schemas = vec![];
     for h in ini.headers() {
         let items = section_items(&ini, &h.name, h.line)?;
+        unknown_keys(path, &h.name, &items, &["pattern", "retentions"], &mut warnings);
         let Some(ret) = find(&items, "retentions") else {
             warnings.push(Warning::new(
                 path,
@@ -348,6 +367,13 @@ pub fn parse_storage_aggregation(
     let mut schemas = vec![];
     for h in ini.headers() {
         let items = section_items(&ini, &h.name, h.line)?;
+        unknown_keys(
+            path,
+            &h.name,
+            &items,
+            &["pattern", "xfilesfactor", "aggregationmethod"],
+            &mut warnings,
+        );
         let x_files_factor = match find(&items, "xfilesfactor") {
             None => None,
             Some(x) => match py_float(&x.value) {
@@ -523,6 +549,8 @@ pattern = \\.count$
         let (a, w) = parse_storage_aggregation("a.conf", text).unwrap();
         assert_eq!(w.len(), 1);
         assert_eq!(a.settings_for("x.min"), (0.1, AggregationMethod::Min));
+        let (_, w) = parse_storage_aggregation("a", "[x]\npattern = a\nxFileFactor = 0\n").unwrap();
+        assert_eq!((w.len(), w[0].line), (1, 3), "{w:?}");
         assert_eq!(a.settings_for("nf.x"), (0.5, AggregationMethod::Average));
         assert_eq!(a.settings_for("x.count"), (0.5, AggregationMethod::Average));
         assert_eq!(
