@@ -7,7 +7,7 @@
 //! one `default = true` section is required, and it is evaluated last whatever its position.
 
 use crate::destination::{Destination, parse_destinations};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Warning};
 use crate::ini::{DEFAULT_SECTION, Ini};
 use crate::pyre::{PyRegex, PyRegexOptions};
 
@@ -52,6 +52,27 @@ impl RelayRules {
                 if !rule.continue_matching {
                     break;
                 }
+            }
+        }
+        out
+    }
+}
+
+impl RelayRules {
+    /// Rule destinations missing from carbon.conf's DESTINATIONS: carbon's router only sends to
+    /// configured destinations, so traffic for these is silently dropped. One warning each.
+    pub fn unconfigured_destinations(&self, path: &str, configured: &[Destination]) -> Vec<Warning> {
+        let mut out = vec![];
+        for rule in &self.rules {
+            for d in rule.destinations.iter().filter(|d| !configured.contains(d)) {
+                out.push(Warning::new(
+                    path,
+                    rule.line,
+                    format!(
+                        "[{}] sends to {d}, which is not in DESTINATIONS; carbon drops those points",
+                        rule.name
+                    ),
+                ));
             }
         }
         out
@@ -181,6 +202,12 @@ destinations = 10.9.9.9:1
         );
         assert_eq!(hosts("webby"), ["10.0.0.2:2004", "10.0.0.1:2004"]);
         assert_eq!(hosts("db.x"), ["127.0.0.1:2004:a", "127.0.0.1:2104:b"]);
+        let configured =
+            crate::destination::parse_destinations("127.0.0.1:2004:a, 127.0.0.1:2104:b, 10.0.0.1:2004")
+                .unwrap();
+        let w = r.unconfigured_destinations("r.conf", &configured);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, 10);
     }
 
     #[test]
