@@ -563,7 +563,15 @@ impl<'a> Vm<'a> {
                 b'P' => return Err(PickleError::Forbidden("PERSID")),
                 b'Q' => return Err(PickleError::Forbidden("BINPERSID")),
                 b'R' => return Err(PickleError::Forbidden("REDUCE")),
-                b'b' => return Err(PickleError::Forbidden("BUILD")),
+                b'b' => {
+                    // BUILD with a None state is a no-op in CPython (and so accepted by
+                    // carbon); any real state would set attributes, which we never allow.
+                    let state = self.pop()?;
+                    self.top()?;
+                    if !matches!(state, Obj::None) {
+                        return Err(PickleError::Forbidden("BUILD"));
+                    }
+                }
                 b'o' => return Err(PickleError::Forbidden("OBJ")),
                 0x81 => return Err(PickleError::Forbidden("NEWOBJ")),
                 0x92 => return Err(PickleError::Forbidden("NEWOBJ_EX")),
@@ -599,6 +607,10 @@ impl<'a> Vm<'a> {
     }
 
     fn append(&mut self, list: Obj, items: Vec<Obj>) -> Result<(), PickleError> {
+        // CPython returns before looking at the target when there is nothing to add.
+        if items.is_empty() {
+            return Ok(());
+        }
         let Obj::Ref(i) = list else {
             return Err(PickleError::WrongType {
                 op: "APPEND",
@@ -618,6 +630,10 @@ impl<'a> Vm<'a> {
     }
 
     fn set_items(&mut self, dict: Obj, items: Vec<Obj>, op: &'static str) -> Result<(), PickleError> {
+        // CPython returns before looking at the target when there is nothing to add.
+        if items.is_empty() {
+            return Ok(());
+        }
         let Obj::Ref(i) = dict else {
             return Err(PickleError::WrongType { op, want: "dict" });
         };
@@ -649,6 +665,10 @@ impl<'a> Vm<'a> {
     }
 
     fn add_items(&mut self, set: Obj, items: Vec<Obj>) -> Result<(), PickleError> {
+        // CPython returns before looking at the target when there is nothing to add.
+        if items.is_empty() {
+            return Ok(());
+        }
         let Obj::Ref(i) = set else {
             return Err(PickleError::WrongType {
                 op: "ADDITEMS",
