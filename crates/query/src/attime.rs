@@ -14,7 +14,8 @@
 //! other Unicode decimal digits).
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
+/// The zone type the parsers take, re-exported so callers need no jiff dependency of their own.
+pub use jiff::tz::TimeZone;
 
 /// Why a time or offset string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
