@@ -102,7 +102,12 @@ pub fn decode_request(payload: &[u8], limits: &Limits) -> Result<Request, Reques
             key: text("key")?,
             value: field("value")?.clone(),
         },
-        _ => Request::Unknown { kind: kind.clone() },
+        // Carbon formats the error with `"..." % request['type']`: a tuple is taken as the
+        // format arguments, so only a 1-tuple works and any other length raises.
+        _ => match kind {
+            Value::Tuple(items) if items.len() != 1 => return Err(RequestError::BadField("type")),
+            _ => Request::Unknown { kind: kind.clone() },
+        },
     })
 }
 
@@ -155,8 +160,14 @@ pub enum Reply {
 impl Reply {
     /// Carbon's answer to an unknown request type: `Invalid request type "X"` with Python's
     /// `str()` of the type.
+    ///
+    /// Python's `%` takes a 1-tuple as its argument list, so `('t',)` formats as `t`.
     pub fn invalid_type(kind: &Value) -> Reply {
-        Reply::Error(format!("Invalid request type \"{}\"", kind.py_str()))
+        let shown = match kind {
+            Value::Tuple(items) if items.len() == 1 => items.iter().map(Value::py_str).collect(),
+            other => other.py_str(),
+        };
+        Reply::Error(format!("Invalid request type \"{shown}\""))
     }
 
     /// Carbon's error text for a metadata key other than `aggregationMethod` (carbon wraps it
