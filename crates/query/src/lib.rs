@@ -9,7 +9,8 @@
 //! - [`attime`]: `parseATTime` / `parseTimeOffset`: references, offsets, intervals; time zones via jiff.
 //! - [`grammar`]: target expression → [`grammar::Expr`] AST, `Display` back to canonical text, and the
 //!   lenient prefix parse graphite-web does.
-//! - [`template`]: `template(...)` expansion with request `template[...]` overrides.
+//! - [`template`]: `template(...)` expansion with request `template[...]` overrides, and the list of
+//!   paths a target will fetch (for prefetching).
 //! - [`glob`]: per-segment fnmatch + `{a,b}` matching of metric paths, compiled once.
 //! - [`tags`]: `tag=value`, `tag!=value`, `tag=~re`, `tag!=~re` expressions of `seriesByTag`.
 

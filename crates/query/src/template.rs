@@ -132,6 +132,66 @@ fn substitute(path: &str, repl: Option<&[(String, Value)]>) -> Result<Arg, Templ
     Ok(Arg::Expr(Expr::Path(expression)))
 }
 
+/// The metric paths a target will fetch, for prefetching before evaluation (graphite-web's
+/// `extractPathExpressions`): paths with template substitutions applied, and the raw text of each
+/// `seriesByTag(...)` call. Keyword arguments are not searched, as in graphite-web, and a path that is
+/// exactly `$name` is listed as written. Sorted and deduplicated.
+pub fn path_expressions(expr: &Expr, overrides: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    collect_paths(expr, None, overrides, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn collect_paths(
+    expr: &Expr,
+    repl: Option<&[(String, Value)]>,
+    overrides: &[(String, String)],
+    out: &mut Vec<String>,
+) {
+    match expr {
+        Expr::Template(t) => {
+            let mut list: Vec<(String, Value)> = Vec::new();
+            for (k, v) in &t.kwargs {
+                if let Ok(v) = literal(v) {
+                    set(&mut list, k.clone(), v);
+                }
+            }
+            for (i, v) in t.args.iter().enumerate() {
+                if let Ok(v) = literal(v) {
+                    set(&mut list, (i + 1).to_string(), v);
+                }
+            }
+            for (k, v) in overrides {
+                set(&mut list, k.clone(), Value::Str(v.clone()));
+            }
+            collect_paths(&t.inner, Some(&list), overrides, out);
+        }
+        Expr::Path(p) => {
+            let mut expression = p.clone();
+            for (name, value) in repl.unwrap_or(&[]) {
+                let token = format!("${name}");
+                if expression != token {
+                    expression = expression.replace(&token, &value.text());
+                }
+            }
+            out.push(expression);
+        }
+        Expr::Call(c) => {
+            if c.name == "seriesByTag" {
+                out.push(c.raw.clone());
+            }
+            for a in &c.args {
+                // A seriesByTag's own arguments are strings; an expression here is a piped-in series.
+                if let Arg::Expr(e) = a {
+                    collect_paths(e, repl, overrides, out);
+                }
+            }
+        }
+    }
+}
+
 /// Python's `re.match(r'^-?[\d.]+$', s)`, `$` also matching before a final newline.
 fn looks_numeric(s: &str) -> bool {
     let body = s.strip_suffix('\n').unwrap_or(s);
@@ -241,6 +301,25 @@ mod tests {
             expand_str("template(a|f(), 1)", &[]),
             Err(TemplateError::InvalidSyntax)
         );
+    }
+
+    #[test]
+    fn prefetch_paths() {
+        let expr = parse_target("template(f(a.$1, seriesByTag('n=$1'), k=c.d), 'v')|g(b.$1)").unwrap();
+        assert_eq!(
+            path_expressions(&expr, &[]),
+            vec!["a.v", "b.$1", "seriesByTag('n=$1')"]
+        );
+        // A pipe inside makes it an ordinary call named `template`: nothing is substituted.
+        let expr = parse_target("template(f(a.$1)|g(b.$x), 'v')").unwrap();
+        assert_eq!(path_expressions(&expr, &[]), vec!["a.$1", "b.$x"]);
+        let expr = parse_target("template(f(a.$1, b.$x), x='q')").unwrap();
+        assert_eq!(
+            path_expressions(&expr, &[("1".into(), "o".into())]),
+            vec!["a.o", "b.q"]
+        );
+        let expr = parse_target("template($1, 'v')").unwrap();
+        assert_eq!(path_expressions(&expr, &[]), vec!["$1"]);
     }
 
     #[test]

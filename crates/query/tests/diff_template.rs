@@ -7,7 +7,7 @@
 mod common;
 
 use carbide_query::grammar::{Arg, Expr, parse_target};
-use carbide_query::template::{expand, py_float_repr};
+use carbide_query::template::{expand, path_expressions, py_float_repr};
 use common::{Rng, run_graphite};
 use serde_json::{Map, Value, json};
 
@@ -34,9 +34,14 @@ out = []
 for target, overrides in json.load(sys.stdin):
     ctx = {"template": dict(overrides)} if overrides else {}
     try:
-        out.append(enc(ev.evaluateTokens(ctx, G.parseString(target))))
+        value = enc(ev.evaluateTokens(ctx, G.parseString(target)))
     except Exception as e:
-        out.append(None)
+        value = None
+    try:
+        paths = sorted(ev.extractPathExpressions(dict(ctx), [target]))
+    except Exception as e:
+        paths = None
+    out.append({"value": value, "paths": paths})
 print(json.dumps(out))
 "#;
 
@@ -71,8 +76,11 @@ fn compare(cases: &[(String, Vec<(String, String)>)]) {
         // Only whole targets: the lenient prefix is the grammar test's business.
         let Ok(expr) = parse_target(target) else { continue };
         compared += 1;
-        let ours = expand(&expr, overrides).ok().map(|a| enc(&a));
-        let ours = ours.unwrap_or(Value::Null);
+        let value = expand(&expr, overrides)
+            .ok()
+            .map(|a| enc(&a))
+            .unwrap_or(Value::Null);
+        let ours = json!({ "value": value, "paths": path_expressions(&expr, overrides) });
         if &ours != want {
             failures.push(format!(
                 "{target:?} {overrides:?}\n  ours:     {ours}\n  graphite: {want}"
@@ -127,6 +135,11 @@ fn table_matches_graphite() {
         ("a.$1", &[("1", "x")]),
         ("f(a.$1, k=1, k=2)", &[]),
         ("f(true, None, inf, 'x', 1.5, 2)", &[]),
+        ("a.b|seriesByTag('x=y')", &[]),
+        ("seriesByTag('name=cpu', 'host=~web.*')|sumSeries()", &[]),
+        ("sumSeries(a.*, b.{c,d})|alias('x')", &[]),
+        ("f(a, k=b)", &[]),
+        ("template(f(a.$1)|g(b.$x), 'v')", &[]),
     ];
     let cases: Vec<(String, Vec<(String, String)>)> =
         table.iter().map(|(t, ov)| (t.to_string(), o(ov))).collect();
