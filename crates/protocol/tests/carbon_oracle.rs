@@ -79,7 +79,7 @@ fn random_line(rng: &mut Rng) -> Vec<u8> {
     ];
     let mut s = String::new();
     if rng.below(4) == 0 {
-        s.push_str(*rng.pick(&seps));
+        s.push_str(rng.pick(&seps));
     }
     let fields = match rng.below(10) {
         0 => rng.below(6),
@@ -87,16 +87,16 @@ fn random_line(rng: &mut Rng) -> Vec<u8> {
     };
     for i in 0..fields {
         if i > 0 {
-            s.push_str(*rng.pick(&seps));
+            s.push_str(rng.pick(&seps));
         }
         s.push_str(if i == 0 {
-            *rng.pick(&names)
+            rng.pick(&names)
         } else {
-            *rng.pick(&numbers)
+            rng.pick(&numbers)
         });
     }
     if rng.below(4) == 0 {
-        s.push_str(*rng.pick(&[" ", "\r", "\t \r"]));
+        s.push_str(rng.pick(&[" ", "\r", "\t \r"]));
     }
     let mut b = s.into_bytes();
     if rng.below(30) == 0 {
@@ -404,7 +404,7 @@ fn tagged_names_agree_with_carbons_tagged_series() {
             s.push_str("m.x");
         }
         for _ in 0..n {
-            s.push_str(*rng.pick(&tokens));
+            s.push_str(rng.pick(&tokens));
         }
         if rng.below(3) == 0 {
             s.push_str("\"}");

@@ -133,7 +133,7 @@ fn random_scalar(rng: &mut Rng) -> Value {
         }
         3 => Value::Int(rng.below(70000) as i64 - 300),
         4 => Value::Float(f64::from_bits(rng.next())),
-        5 => Value::Float(*rng.pick(&[0.0, -0.0, 1.5, f64::INFINITY, f64::NAN, 1e-320, 0.1])),
+        5 => Value::Float(rng.pick(&[0.0, -0.0, 1.5, f64::INFINITY, f64::NAN, 1e-320, 0.1])),
         6 => {
             let mut bytes = vec![0xabu8; 1 + rng.below(20)];
             bytes[0] = rng.below(256) as u8;
@@ -143,7 +143,7 @@ fn random_scalar(rng: &mut Rng) -> Value {
             let alphabet = ["a", ".", "é", "😀", "'", "\"", "\\", "\n", "\0", " ", "€", "z"];
             let long = rng.below(10) == 0;
             let n = rng.below(if long { 400 } else { 8 });
-            Value::Str((0..n).map(|_| *rng.pick(&alphabet)).collect())
+            Value::Str((0..n).map(|_| rng.pick(&alphabet)).collect())
         }
     }
 }
@@ -236,9 +236,9 @@ fn our_pickles_load_in_python_and_carbon_identically() {
         let plain = i % 2 == 0;
         let v = random_value(&mut rng, 4, !plain);
         let proto = if plain {
-            *rng.pick(&[Protocol::V2, Protocol::V3, Protocol::V4, Protocol::V5])
+            rng.pick(&[Protocol::V2, Protocol::V3, Protocol::V4, Protocol::V5])
         } else {
-            *rng.pick(&[Protocol::V2, Protocol::V4, Protocol::V5])
+            rng.pick(&[Protocol::V2, Protocol::V4, Protocol::V5])
         };
         cases.push((v, proto, plain));
     }

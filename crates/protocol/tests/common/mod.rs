@@ -2,6 +2,8 @@
 //! rendering of values that Python and Rust both produce, and a tiny deterministic RNG.
 
 #![allow(dead_code)]
+// Test support: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use carbide_protocol::pickle::Value;
 use std::io::Write;
@@ -133,7 +135,7 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
     /// One of the items.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
 }
