@@ -146,6 +146,7 @@ pub fn loads_with(data: &[u8], limits: &Limits, legacy: LegacyStrings) -> Result
         shared: Vec::new(),
         items: 0,
         bytes: 0,
+        key_cache: std::cell::RefCell::new(HashMap::new()),
     };
     let top = vm.run()?;
     let mut visiting = vec![false; vm.nodes.len()];
@@ -189,6 +190,8 @@ struct Vm<'a> {
     shared: Vec<bool>,
     items: usize,
     bytes: usize,
+    /// Dict-key bytes of tuple and frozenset nodes already computed.
+    key_cache: std::cell::RefCell<HashMap<usize, Option<Vec<u8>>>>,
 }
 
 impl<'a> Vm<'a> {
@@ -713,12 +716,72 @@ impl<'a> Vm<'a> {
         Ok(ok.then_some(out))
     }
 
+    /// Key bytes of a tuple or frozenset node (uncached; see [`Vm::write_key`]).
+    fn write_container_key(&self, i: usize, out: &mut Vec<u8>, depth: usize) -> Result<bool, PickleError> {
+        match self.nodes.get(i) {
+            Some(Node::Tuple(items)) => {
+                out.push(b't');
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for &item in items {
+                    if !self.write_key(item, out, depth + 1)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Some(Node::FrozenSet(items)) => {
+                let mut keys = Vec::with_capacity(items.len());
+                let mut total = out.len();
+                for &item in items {
+                    let mut k = Vec::new();
+                    if !self.write_key(item, &mut k, depth + 1)? {
+                        return Ok(false);
+                    }
+                    total = total.saturating_add(k.len());
+                    if total > self.limits.max_bytes {
+                        return Err(PickleError::TooManyBytes(self.limits.max_bytes));
+                    }
+                    keys.push(k);
+                }
+                keys.sort();
+                out.push(b'z');
+                out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+                for k in keys {
+                    out.extend_from_slice(&k);
+                }
+            }
+            _ => return Err(PickleError::Unhashable),
+        }
+        Ok(true)
+    }
+
     fn write_key(&self, o: Obj, out: &mut Vec<u8>, depth: usize) -> Result<bool, PickleError> {
         if depth > self.limits.max_depth {
             return Err(PickleError::TooDeep(self.limits.max_depth));
         }
         if out.len() > self.limits.max_bytes {
             return Err(PickleError::TooManyBytes(self.limits.max_bytes));
+        }
+        // Tuples and frozensets are immutable, so their key is computed once per node: memo
+        // sharing (t_i = (t_{i-1}, t_{i-1})) then costs copies, not exponential recursion.
+        if let Obj::Ref(i) = o
+            && matches!(self.nodes.get(i), Some(Node::Tuple(_) | Node::FrozenSet(_)))
+        {
+            if let Some(cached) = self.key_cache.borrow().get(&i) {
+                let Some(k) = cached else { return Ok(false) };
+                if out.len().saturating_add(k.len()) > self.limits.max_bytes {
+                    return Err(PickleError::TooManyBytes(self.limits.max_bytes));
+                }
+                out.extend_from_slice(k);
+                return Ok(true);
+            }
+            let mut buf = Vec::new();
+            let ok = self.write_container_key(i, &mut buf, depth)?;
+            if out.len().saturating_add(buf.len()) > self.limits.max_bytes {
+                return Err(PickleError::TooManyBytes(self.limits.max_bytes));
+            }
+            out.extend_from_slice(&buf);
+            self.key_cache.borrow_mut().insert(i, ok.then_some(buf));
+            return Ok(ok);
         }
         let int_key = |out: &mut Vec<u8>, twos: &[u8]| {
             out.push(b'i');
@@ -752,31 +815,6 @@ impl<'a> Vm<'a> {
                     out.push(b'b');
                     out.extend_from_slice(&(b.len() as u64).to_le_bytes());
                     out.extend_from_slice(b);
-                }
-                Some(Node::Tuple(items)) => {
-                    out.push(b't');
-                    out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-                    for &item in items {
-                        if !self.write_key(item, out, depth + 1)? {
-                            return Ok(false);
-                        }
-                    }
-                }
-                Some(Node::FrozenSet(items)) => {
-                    let mut keys = Vec::with_capacity(items.len());
-                    for &item in items {
-                        let mut k = Vec::new();
-                        if !self.write_key(item, &mut k, depth + 1)? {
-                            return Ok(false);
-                        }
-                        keys.push(k);
-                    }
-                    keys.sort();
-                    out.push(b'z');
-                    out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
-                    for k in keys {
-                        out.extend_from_slice(&k);
-                    }
                 }
                 _ => return Err(PickleError::Unhashable),
             },
@@ -1175,6 +1213,30 @@ mod tests {
         );
         assert_eq!(raw_unicode_escape(br"\u12"), None);
         assert_eq!(raw_unicode_escape(br"\ud800"), None);
+    }
+
+    #[test]
+    fn exponential_keys_hit_the_byte_limit() {
+        // t_i = (t_{i-1}, t_{i-1}): a 60-level tuple whose key would be 2**60 bytes.
+        let mut p = b"\x80\x04K\x01q\x00".to_vec();
+        for i in 1..60u8 {
+            p.extend_from_slice(&[b'h', i - 1, b'h', i - 1, 0x86, b'q', i]);
+        }
+        p.extend_from_slice(b"}h\x3bNs.");
+        assert_eq!(
+            loads(&p),
+            Err(PickleError::TooManyBytes(Limits::default().max_bytes))
+        );
+        // f_i = frozenset({f_{i-1}, (f_{i-1},)}): the same through frozenset members.
+        let mut p = b"\x80\x04K\x01\x85q\x00".to_vec();
+        for i in 1..60u8 {
+            p.extend_from_slice(&[b'(', b'h', i - 1, b'h', i - 1, 0x85, 0x91, b'q', i]);
+        }
+        p.extend_from_slice(b"}h\x3bNs.");
+        assert!(matches!(
+            loads(&p),
+            Err(PickleError::TooManyBytes(_) | PickleError::TooDeep(_))
+        ));
     }
 
     #[test]
