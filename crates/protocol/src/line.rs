@@ -61,9 +61,13 @@ pub enum LineError {
     /// The value is NaN, which carbon filters out silently.
     #[error("value is NaN")]
     NanValue,
-    /// The timestamp is ±inf or NaN: carbon's `int(timestamp)` raises and the connection drops.
-    #[error("timestamp is not finite")]
-    TimestampNotFinite,
+    /// The timestamp is ±inf: carbon's `int(timestamp)` raises `OverflowError`, uncaught.
+    #[error("timestamp is infinite")]
+    TimestampInfinite,
+    /// The timestamp is NaN: carbon's `int(timestamp)` raises `ValueError` (caught by the UDP
+    /// listener only).
+    #[error("timestamp is NaN")]
+    TimestampNan,
     /// The line is longer than the configured maximum (carbon closes the connection).
     #[error("line longer than {max} bytes")]
     TooLong {
@@ -80,9 +84,22 @@ impl LineError {
                 CarbonAction::SkipLogged
             }
             LineError::NanValue => CarbonAction::SkipSilently,
-            LineError::NotUtf8 | LineError::TimestampNotFinite | LineError::TooLong { .. } => {
-                CarbonAction::DropConnection
-            }
+            LineError::NotUtf8
+            | LineError::TimestampInfinite
+            | LineError::TimestampNan
+            | LineError::TooLong { .. } => CarbonAction::DropConnection,
+        }
+    }
+
+    /// What carbon 1.1's UDP listener does with a line of a datagram that fails this way;
+    /// [`CarbonAction::DropConnection`] there means the rest of the datagram is lost (an
+    /// uncaught exception), the listener itself goes on. Its `try` covers `ValueError`, so a
+    /// NaN timestamp is only logged. (A datagram that is not UTF-8 is lost whole; see
+    /// [`datagram_lines`].)
+    pub fn carbon_udp_action(&self) -> CarbonAction {
+        match self {
+            LineError::TimestampNan => CarbonAction::SkipLogged,
+            other => other.carbon_action(),
         }
     }
 }
@@ -126,8 +143,11 @@ pub(crate) fn resolve_point<'a>(
     if value.is_nan() {
         return Err(LineError::NanValue);
     }
-    if !timestamp.is_finite() {
-        return Err(LineError::TimestampNotFinite);
+    if timestamp.is_nan() {
+        return Err(LineError::TimestampNan);
+    }
+    if timestamp.is_infinite() {
+        return Err(LineError::TimestampInfinite);
     }
     let timestamp = if timestamp.trunc() == -1.0 { now } else { timestamp };
     Ok(LinePoint {
@@ -351,8 +371,8 @@ mod tests {
             (b"a 1 0x10", LineError::BadTimestamp),
             (b"a nan 2", LineError::NanValue),
             (b"a nan inf", LineError::NanValue),
-            (b"a 1 inf", LineError::TimestampNotFinite),
-            (b"a 1 nan", LineError::TimestampNotFinite),
+            (b"a 1 inf", LineError::TimestampInfinite),
+            (b"a 1 nan", LineError::TimestampNan),
             (b"a\xff 1 2", LineError::NotUtf8),
         ];
         for (line, err) in bad {

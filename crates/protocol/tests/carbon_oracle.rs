@@ -4,7 +4,7 @@
 mod common;
 
 use carbide_protocol::carbonlink::{Reply, Request, decode_request};
-use carbide_protocol::line::{CarbonAction, parse_line};
+use carbide_protocol::line::{CarbonAction, datagram_lines, parse_line, parse_line_str};
 use carbide_protocol::pickle::{Limits, loads};
 use carbide_protocol::points::{PointsError, decode_points};
 use carbide_protocol::tags::{TaggedSeries, encode};
@@ -183,6 +183,94 @@ fn line_parsing_agrees_with_carbons_line_receiver() {
         failures.join("\n")
     );
     assert!(points > 300, "only {points} lines gave points");
+}
+
+const UDP_SCRIPT: &str = r#"
+r = protocols.MetricDatagramReceiver()
+r.resetTimeout = lambda: None
+for line in sys.stdin:
+    data = bytes.fromhex(line.strip()) if line.strip() != '-' else b''
+    out.clear()
+    try:
+        r.datagramReceived(data, ('10.0.0.1', 2003))
+    except Exception as e:
+        out.append('E:' + type(e).__name__)
+    print(' '.join(out) or 'S')
+"#;
+
+#[test]
+fn datagrams_agree_with_carbons_udp_receiver() {
+    let mut rng = Rng(0x0d9a_0000_7777_0003);
+    let breaks = [
+        "\n", "\r\n", "\r", "\u{b}", "\u{c}", "\u{1c}", "\u{1e}", "\u{85}", "\u{2028}", "\n\n",
+    ];
+    let mut datagrams: Vec<Vec<u8>> = vec![b"a 1 2\nb 1 nan\nc 3 4".to_vec(), b"a 1 inf\nb 1 2".to_vec()];
+    for _ in 0..1500 {
+        let mut d = Vec::new();
+        for i in 0..1 + rng.below(5) {
+            if i > 0 {
+                d.extend_from_slice(rng.pick(&breaks).as_bytes());
+            }
+            d.extend(random_line(&mut rng));
+        }
+        datagrams.push(d);
+    }
+    let input: String = datagrams
+        .iter()
+        .map(|d| if d.is_empty() { "-\n".into() } else { hex(d) + "\n" })
+        .collect();
+    let out = run_python(&format!("{CARBON_HARNESS}\n{UDP_SCRIPT}"), &input);
+    assert_eq!(out.lines().count(), datagrams.len());
+    let mut failures = Vec::new();
+    let (mut points, mut lost) = (0, 0);
+    for (d, want) in datagrams.iter().zip(out.lines()) {
+        let mut toks: Vec<String> = Vec::new();
+        match datagram_lines(d) {
+            Err(_) => toks.push("E".into()),
+            Ok(lines) => {
+                for line in lines {
+                    match parse_line_str(line, NOW) {
+                        Ok(p) => toks.push(points_token(p.name, p.timestamp, p.value)),
+                        Err(e) => match e.carbon_udp_action() {
+                            CarbonAction::SkipLogged => toks.push("L".into()),
+                            CarbonAction::SkipSilently => {}
+                            CarbonAction::DropConnection => {
+                                toks.push("E".into());
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
+        }
+        points += toks.iter().filter(|t| t.starts_with("P:")).count();
+        lost += usize::from(toks.last().is_some_and(|t| t == "E"));
+        let ours = if toks.is_empty() {
+            "S".to_string()
+        } else {
+            toks.join(" ")
+        };
+        let want: Vec<&str> = want
+            .split(' ')
+            .map(|t| if t.starts_with("E:") { "E" } else { t })
+            .collect();
+        if ours != want.join(" ") {
+            failures.push(format!(
+                "{:?}: carbon {want:?}\n   ours {ours}",
+                String::from_utf8_lossy(d)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        points > 500 && lost > 10,
+        "weak corpus: {points} points, {lost} lost"
+    );
 }
 
 const PICKLE_SCRIPT: &str = r#"
