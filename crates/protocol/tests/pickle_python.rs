@@ -265,3 +265,38 @@ fn our_pickles_load_in_python_and_carbon_identically() {
         }
     }
 }
+
+const BATCH: &str = r#"
+data = bytes.fromhex(sys.stdin.readline().strip())
+ints = bytes.fromhex(sys.stdin.readline().strip())
+names = ['a.b', 'ü.x', 'carbon.agents.h.cpu'] * 700
+# What carbon's relay sends: the (float ts, float value) pairs its receivers produced.
+relay = [(n, (1700000000.0 + i, i * 0.5)) for i, n in enumerate(names)]
+# What the aggregator sends: int interval timestamps.
+agg = [(n, (1700000000 + i * 60, -1.25)) for i, n in enumerate(names)]
+print(canon(pickle.loads(data)) == canon(relay), canon(pickle.loads(ints)) == canon(agg))
+"#;
+
+#[test]
+fn point_batches_load_like_carbons_relay_and_aggregator_batches() {
+    let names: Vec<&str> = ["a.b", "ü.x", "carbon.agents.h.cpu"]
+        .iter()
+        .copied()
+        .cycle()
+        .take(2100)
+        .collect();
+    let relay = carbide_protocol::pickle::encode_points(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, 1_700_000_000.0 + i as f64, i as f64 * 0.5)),
+    );
+    let agg = carbide_protocol::pickle::encode_points(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, 1_700_000_000 + i as i64 * 60, -1.25)),
+    );
+    let out = run_python(BATCH, &format!("{}\n{}\n", hex(&relay), hex(&agg)));
+    assert_eq!(out.trim(), "True True");
+}

@@ -51,9 +51,28 @@ pub fn dumps_with(v: &Value, proto: Protocol) -> Vec<u8> {
     out
 }
 
-/// Pickles `[(name, (timestamp, value)), …]` (protocol 2, floats) straight from borrowed
-/// points, the batch carbon's relay and aggregator send to a pickle receiver.
-pub fn encode_points<'a>(points: impl IntoIterator<Item = (&'a str, f64, f64)>) -> Vec<u8> {
+/// A timestamp as it goes into a pickled batch: carbon's relay forwards the `float` its
+/// receivers parsed, the aggregator sends its `int` interval.
+pub trait PickleTimestamp: Copy {
+    /// Appends the pickle opcode(s) for this number.
+    fn write(self, out: &mut Vec<u8>);
+}
+
+impl PickleTimestamp for f64 {
+    fn write(self, out: &mut Vec<u8>) {
+        write_float(self, out);
+    }
+}
+
+impl PickleTimestamp for i64 {
+    fn write(self, out: &mut Vec<u8>) {
+        write_int(self, out);
+    }
+}
+
+/// Pickles `[(name, (timestamp, value)), …]` (protocol 2) straight from borrowed points: the
+/// batch carbon's relay (`f64` timestamps) and aggregator (`i64`) send to a pickle receiver.
+pub fn encode_points<'a, T: PickleTimestamp>(points: impl IntoIterator<Item = (&'a str, T, f64)>) -> Vec<u8> {
     let mut out = vec![0x80, 2, b']'];
     let mut batch = 0usize;
     let mut open = false;
@@ -63,7 +82,7 @@ pub fn encode_points<'a>(points: impl IntoIterator<Item = (&'a str, f64, f64)>) 
             open = true;
         }
         write_str(name, Protocol::V2, &mut out);
-        write_float(ts, &mut out);
+        ts.write(&mut out);
         write_float(value, &mut out);
         out.extend_from_slice(&[0x86, 0x86]);
         batch += 1;
@@ -312,6 +331,6 @@ mod tests {
                 Value::Tuple(vec![Value::Float(10.0), Value::Float(1.5)])
             ]))
         );
-        assert_eq!(loads(&encode_points([])), Ok(Value::List(vec![])));
+        assert_eq!(loads(&encode_points::<f64>([])), Ok(Value::List(vec![])));
     }
 }

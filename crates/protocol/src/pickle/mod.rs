@@ -18,7 +18,7 @@ mod encode;
 
 pub use bigint::BigInt;
 pub use decode::{LegacyStrings, Limits, PickleError, loads, loads_with};
-pub use encode::{Protocol, dumps, dumps_with, encode_points};
+pub use encode::{PickleTimestamp, Protocol, dumps, dumps_with, encode_points};
 
 /// A Python value as it comes out of (or goes into) a pickle.
 ///
