@@ -8,7 +8,7 @@
 //! property-tested and fuzzed, and every decoder is bounded against hostile input.
 //!
 //! # Layout
-//! - [`line`]: the plaintext protocol (`metric value timestamp`), a zero-copy line splitter with
+//! - [`line`](mod@line): the plaintext protocol (`metric value timestamp`), a zero-copy line splitter with
 //!   a length limit, and UDP datagram splitting.
 //! - [`framing`]: 4-byte big-endian length-prefixed frames (pickle port 2004, carbonlink 7002).
 //! - [`pickle`]: a safe, bounded pickle VM (protocols 0–5, no classes ever) and an encoder.
