@@ -14,7 +14,8 @@ use thiserror::Error;
 /// Bounds on what one pickle may make us build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Deepest container nesting accepted (carbon's payloads need 3).
+    /// Deepest container nesting accepted (carbon's payloads need 3). The final copy-out
+    /// recurses once per level, so keep this in the hundreds, not millions.
     pub max_depth: usize,
     /// Most values in the decoded tree, after memo references are expanded.
     pub max_items: usize,
