@@ -5,11 +5,13 @@
 //!
 //! # Layout
 //! - [`whisper_cli`]: `carbide whisper …`, the whisper-*.py scripts.
+//! - [`roles`]: `carbide cache` and `carbide serve`.
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod roles;
 mod whisper_cli;
 
 /// The Graphite metrics stack as one binary.
@@ -23,6 +25,10 @@ struct Cli {
 /// The roles and tool groups of the binary.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A single-node Graphite on embedded defaults: cache, writers, carbonlink, admin endpoints.
+    Serve(roles::ServeArgs),
+    /// carbon-cache: ingest (line, pickle), cache, persist to whisper, carbonlink, from carbon.conf.
+    Cache(roles::CacheArgs),
     /// Whisper file tools, argument-compatible with the whisper-*.py scripts.
     #[command(subcommand)]
     Whisper(whisper_cli::WhisperCommand),
@@ -46,5 +52,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Whisper(cmd) => whisper_cli::run(cmd),
+        Command::Serve(args) => {
+            roles::init_logging();
+            roles::serve(args)
+        }
+        Command::Cache(args) => {
+            roles::init_logging();
+            roles::cache(args)
+        }
     }
 }

@@ -1,0 +1,299 @@
+//! The cache role (carbon-cache, and the core of `carbide serve`), wired from settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use carbide_cache::persist::{CreateSpec, WhisperSettings, plain_path};
+use carbide_cache::{Cache, CacheConfig, StoragePolicy, WhisperPersister, WriterPool};
+use carbide_config::{AggregationSchemas, StorageSchemas};
+use carbide_core::name::NameError;
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin::{AdminState, router};
+use crate::carbonlink::CarbonlinkState;
+use crate::ingest::{Ingest, Lists};
+use crate::listeners::{ReceiverLimits, Wire, run_tcp, run_udp};
+use crate::selfmetrics::Reporter;
+
+/// storage-schemas.conf and storage-aggregation.conf as the writers' policy.
+pub struct ConfigPolicy {
+    /// Schemas, first match wins.
+    pub schemas: StorageSchemas,
+    /// Aggregation rules, first match wins.
+    pub aggregation: AggregationSchemas,
+    /// TAG_HASH_FILENAMES.
+    pub tag_hash_filenames: bool,
+}
+
+impl StoragePolicy for ConfigPolicy {
+    fn create_spec(&self, metric: &str) -> Option<CreateSpec> {
+        let schema = self.schemas.schema_for(metric);
+        let (x_files_factor, aggregation) = self.aggregation.settings_for(metric);
+        Some(CreateSpec {
+            archives: schema.archives.clone(),
+            aggregation,
+            x_files_factor,
+        })
+    }
+
+    fn path_for(&self, root: &Path, metric: &str) -> Result<PathBuf, NameError> {
+        if metric.contains(';') {
+            // Tagged series live under _tagged/, named by hash (or by the name with dots escaped),
+            // so the name's own characters never become path components.
+            let rel = carbide_protocol::tags::filesystem_path(metric, self.tag_hash_filenames);
+            if rel.split('/').any(|c| c.is_empty() || c == ".." || c == ".") || rel.len() > 4000 {
+                return Err(NameError::EmptyComponent);
+            }
+            if rel.bytes().any(|b| b < 0x20) {
+                return Err(NameError::ControlCharacter);
+            }
+            return Ok(root.join(rel));
+        }
+        plain_path(root, metric)
+    }
+}
+
+/// Everything the cache role needs; `carbide cache` builds it from carbon.conf, `carbide serve` from
+/// embedded defaults.
+pub struct RoleOptions {
+    /// LOCAL_DATA_DIR: the whisper tree.
+    pub data_dir: PathBuf,
+    /// Plaintext TCP listener.
+    pub line_tcp: Option<SocketAddr>,
+    /// Plaintext UDP listener.
+    pub line_udp: Option<SocketAddr>,
+    /// Pickle listener.
+    pub pickle: Option<SocketAddr>,
+    /// Carbonlink listener.
+    pub carbonlink: Option<SocketAddr>,
+    /// Admin HTTP listener.
+    pub admin: Option<SocketAddr>,
+    /// Cache size and strategy.
+    pub cache: CacheConfig,
+    /// Writer threads.
+    pub writers: usize,
+    /// MAX_UPDATES_PER_SECOND.
+    pub max_updates_per_second: Option<f64>,
+    /// Whisper creation settings.
+    pub whisper: WhisperSettings,
+    /// The writers' storage policy.
+    pub policy: Arc<dyn StoragePolicy>,
+    /// Black- and whitelist.
+    pub lists: Lists,
+    /// CARBON_METRIC_PREFIX.
+    pub metric_prefix: String,
+    /// CARBON_METRIC_INTERVAL; `None` disables self-metrics.
+    pub metric_interval: Option<Duration>,
+    /// `<host>[-<instance>]`.
+    pub agent: String,
+    /// How long shutdown may spend writing before it dumps the rest.
+    pub shutdown_deadline: Duration,
+    /// Where the shutdown dump goes.
+    pub dump_path: PathBuf,
+    /// Client limits.
+    pub limits: ReceiverLimits,
+}
+
+/// A running cache role.
+pub struct CacheRole {
+    /// The cache.
+    pub cache: Arc<Cache>,
+    /// The receivers' sink.
+    pub ingest: Arc<Ingest>,
+    /// The persister (paths, policy reload).
+    pub persister: Arc<WhisperPersister>,
+    /// Bound addresses, after port 0 was resolved: line, udp, pickle, carbonlink, admin.
+    pub addrs: BoundAddrs,
+    admin: Arc<AdminState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    deadline: Duration,
+    dump_path: PathBuf,
+}
+
+/// The addresses the role actually listens on.
+#[derive(Debug, Clone, Default)]
+pub struct BoundAddrs {
+    /// Plaintext TCP.
+    pub line_tcp: Option<SocketAddr>,
+    /// Plaintext UDP.
+    pub line_udp: Option<SocketAddr>,
+    /// Pickle.
+    pub pickle: Option<SocketAddr>,
+    /// Carbonlink.
+    pub carbonlink: Option<SocketAddr>,
+    /// Admin HTTP.
+    pub admin: Option<SocketAddr>,
+}
+
+/// What a stop did.
+#[derive(Debug, Clone)]
+pub struct StopReport {
+    /// Whether the writers emptied the cache before the deadline.
+    pub drained: bool,
+    /// Points written to the dump file.
+    pub dumped: usize,
+}
+
+async fn bind(addr: Option<SocketAddr>, what: &str) -> std::io::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => TcpListener::bind(a)
+            .await
+            .map(Some)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for {what} on {a}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+impl CacheRole {
+    /// Replays any dump, binds every listener, starts the writers. Must run inside a tokio runtime.
+    pub async fn start(opts: RoleOptions) -> std::io::Result<CacheRole> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let cache = Arc::new(Cache::new(opts.cache.clone()));
+        let replayed = crate::dump::replay(&opts.dump_path, &cache)?;
+        if replayed > 0 {
+            tracing::info!(points = replayed, dump = %opts.dump_path.display(), "replayed the shutdown dump");
+        }
+        let persister = Arc::new(WhisperPersister::new(
+            opts.data_dir.clone(),
+            opts.policy.clone(),
+            opts.whisper,
+        ));
+        let pool = WriterPool::start(
+            cache.clone(),
+            persister.clone(),
+            opts.writers,
+            opts.max_updates_per_second,
+        )?;
+        let ingest = Arc::new(Ingest::new(cache.clone()));
+        ingest.set_lists(opts.lists);
+        let space = Arc::new(Notify::new());
+        let s = space.clone();
+        cache.on_space(move || s.notify_waiters());
+        let (tx, rx) = watch::channel(false);
+        let admin = Arc::new(AdminState {
+            cache: cache.clone(),
+            ingest: ingest.clone(),
+            pool: Arc::new(Mutex::new(Some(pool))),
+        });
+        let mut tasks = Vec::new();
+        let mut addrs = BoundAddrs::default();
+
+        for (addr, wire, slot) in [
+            (opts.line_tcp, Wire::Line, &mut addrs.line_tcp),
+            (opts.pickle, Wire::Pickle, &mut addrs.pickle),
+        ] {
+            if let Some(l) = bind(addr, &format!("{wire:?}")).await? {
+                *slot = Some(l.local_addr()?);
+                tasks.push(tokio::spawn(run_tcp(
+                    l,
+                    wire,
+                    ingest.clone(),
+                    space.clone(),
+                    opts.limits,
+                    rx.clone(),
+                )));
+            }
+        }
+        if let Some(a) = opts.line_udp {
+            let sock = UdpSocket::bind(a).await?;
+            addrs.line_udp = Some(sock.local_addr()?);
+            tasks.push(tokio::spawn(run_udp(sock, ingest.clone(), rx.clone())));
+        }
+        if let Some(l) = bind(opts.carbonlink, "carbonlink").await? {
+            addrs.carbonlink = Some(l.local_addr()?);
+            let st = Arc::new(CarbonlinkState {
+                cache: cache.clone(),
+                persister: persister.clone(),
+            });
+            tasks.push(tokio::spawn(crate::carbonlink::run(l, st, rx.clone())));
+        }
+        if let Some(l) = bind(opts.admin, "admin HTTP").await? {
+            addrs.admin = Some(l.local_addr()?);
+            let app = router(admin.clone());
+            let mut stop = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let graceful = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(graceful).await {
+                    tracing::error!(error = %e, "admin HTTP server failed");
+                }
+            }));
+        }
+        if let Some(every) = opts.metric_interval {
+            let (cache, ingest, mut stop) = (cache.clone(), ingest.clone(), rx.clone());
+            let mut reporter = Reporter::new(&opts.metric_prefix, &opts.agent);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let now = crate::ingest::now_f64();
+                    for (name, v) in reporter.collect(&cache, &ingest) {
+                        ingest.point(&name, v, now);
+                    }
+                }
+            }));
+        }
+        tracing::info!(?addrs, data_dir = %opts.data_dir.display(), "cache role started");
+        Ok(CacheRole {
+            cache,
+            ingest,
+            persister,
+            addrs,
+            admin,
+            shutdown: tx,
+            tasks,
+            deadline: opts.shutdown_deadline,
+            dump_path: opts.dump_path,
+        })
+    }
+
+    /// The admin state (for SIGQUIT snapshots).
+    pub fn admin(&self) -> &Arc<AdminState> {
+        &self.admin
+    }
+
+    /// Stops the listeners, lets open connections hand over what they already read, writes for up
+    /// to the deadline, and dumps whatever is left for the next start.
+    pub async fn stop(self) -> std::io::Result<StopReport> {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let started = Instant::now();
+        while self.ingest.stats.active_connections.load(Ordering::SeqCst) > 0
+            && started.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pool = self.admin.pool.lock().take();
+        let deadline = self.deadline;
+        let drained = match pool {
+            Some(pool) => tokio::task::spawn_blocking(move || pool.shutdown(deadline))
+                .await
+                .unwrap_or(false),
+            None => self.cache.is_empty(),
+        };
+        let rest = self.cache.drain_pending();
+        let dumped = if rest.is_empty() {
+            0
+        } else {
+            crate::dump::write(&self.dump_path, &rest)?
+        };
+        if dumped > 0 {
+            tracing::warn!(points = dumped, dump = %self.dump_path.display(), "shutdown deadline reached; the rest is dumped and will be replayed at the next start");
+        }
+        Ok(StopReport { drained, dumped })
+    }
+}

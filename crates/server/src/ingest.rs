@@ -1,0 +1,120 @@
+//! The path of a decoded point into the cache: blacklist, whitelist, tag normalisation, then the
+//! cache. Counters for each refusal, the names carbon uses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use carbide_cache::Cache;
+use carbide_config::RegexList;
+use parking_lot::{Mutex, RwLock};
+
+/// Black- and whitelist, swapped whole on reload.
+#[derive(Default)]
+pub struct Lists {
+    /// Names matching any of these are dropped (blacklistMatches).
+    pub blacklist: Option<RegexList>,
+    /// With USE_WHITELIST, names matching none of these are dropped (whitelistRejects).
+    pub whitelist: Option<RegexList>,
+}
+
+/// Counters of what the receivers saw.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Lines or pickle entries that could not be parsed.
+    pub bad_lines: AtomicU64,
+    /// Points dropped by the blacklist.
+    pub blacklist_matches: AtomicU64,
+    /// Points dropped for missing the whitelist.
+    pub whitelist_rejects: AtomicU64,
+    /// Points refused because the cache was over its hard limit.
+    pub overflow: AtomicU64,
+    /// Open receiver connections.
+    pub active_connections: AtomicU64,
+    /// Connections refused or dropped (limit reached, oversized frame, accept errors).
+    pub refused_connections: AtomicU64,
+}
+
+/// The receivers' shared sink.
+pub struct Ingest {
+    /// Where points go.
+    pub cache: Arc<Cache>,
+    /// Current filters.
+    pub lists: RwLock<Arc<Lists>>,
+    /// Counters.
+    pub stats: IngestStats,
+    last_complaint: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+/// Seconds since the epoch, as a float (the line protocol's `-1` means this).
+pub fn now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Ingest {
+    /// A sink into `cache` with no filters.
+    pub fn new(cache: Arc<Cache>) -> Self {
+        Ingest {
+            cache,
+            lists: RwLock::new(Arc::new(Lists::default())),
+            stats: IngestStats::default(),
+            last_complaint: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the filters (reload).
+    pub fn set_lists(&self, lists: Lists) {
+        *self.lists.write() = Arc::new(lists);
+    }
+
+    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
+    pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
+        let lists = self.lists.read().clone();
+        if let Some(bl) = &lists.blacklist
+            && bl.contains(name)
+        {
+            self.stats.blacklist_matches.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        if let Some(wl) = &lists.whitelist
+            && !wl.contains(name)
+        {
+            self.stats.whitelist_rejects.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let name = if name.contains(';') || name.contains('{') {
+            carbide_protocol::tags::normalize(name)
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
+        // int() truncates toward zero, as whisper does with the float carbon keeps.
+        let ts = timestamp as i64;
+        match self.cache.insert(&name, ts, value) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Counts a bad line and logs it (truncated to carbon's 400 characters), at most once a second;
+    /// the number of lines not logged is reported with the next one.
+    pub fn bad_line(&self, peer: &str, line: &[u8], why: &dyn std::fmt::Display) {
+        self.stats.bad_lines.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_complaint.lock();
+        if last.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        let shown = String::from_utf8_lossy(&line[..line.len().min(400)]).into_owned();
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(peer, line = %shown, error = %why, suppressed, "invalid line received");
+    }
+}

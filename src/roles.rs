@@ -1,0 +1,315 @@
+//! `carbide cache` (carbon-cache with its carbon.conf) and `carbide serve` (the same engine on
+//! embedded defaults): settings in, a running [`CacheRole`] out, and the signals an operator expects.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use carbide_cache::persist::WhisperSettings;
+use carbide_cache::{CacheConfig, WriteStrategy};
+use carbide_config::{
+    AggregationSchemas, CarbonSettings, ConfigEnv, parse_carbon_conf, parse_regex_list,
+    parse_storage_aggregation, parse_storage_schemas,
+};
+use carbide_server::cache_role::{ConfigPolicy, RoleOptions};
+use carbide_server::ingest::Lists;
+use carbide_server::listeners::ReceiverLimits;
+use carbide_server::{CacheRole, selfmetrics};
+
+/// `carbide cache`: a drop-in for carbon-cache.py reading an existing carbon.conf.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// carbon.conf to read; storage-schemas.conf and the other files are read from beside it.
+    #[arg(short, long, default_value = "/etc/carbon/carbon.conf")]
+    config: PathBuf,
+    /// The instance: settings from `[cache:<instance>]` override `[cache]`.
+    #[arg(long)]
+    instance: Option<String>,
+    /// Writer threads.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Seconds shutdown may spend writing the cache before dumping the rest for the next start.
+    #[arg(long, default_value_t = 60)]
+    shutdown_timeout: u64,
+    /// Admin HTTP (/admin/*, /metrics) address; loopback unless you say otherwise.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    admin: SocketAddr,
+    /// carbon-cache's `start` action, accepted so init scripts keep working.
+    #[arg(hide = true)]
+    action: Option<String>,
+}
+
+/// `carbide serve`: a whole single-node Graphite on embedded defaults, no config needed.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the whisper tree lives.
+    #[arg(long, default_value = "carbide-data")]
+    data_dir: PathBuf,
+    /// Address every listener binds; loopback by default.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Plaintext protocol port (TCP).
+    #[arg(long, default_value_t = 2003)]
+    line_port: u16,
+    /// Plaintext protocol port (UDP); off unless given.
+    #[arg(long)]
+    udp_port: Option<u16>,
+    /// Pickle protocol port.
+    #[arg(long, default_value_t = 2004)]
+    pickle_port: u16,
+    /// Carbonlink (cache query) port.
+    #[arg(long, default_value_t = 7002)]
+    carbonlink_port: u16,
+    /// Admin HTTP port (/admin/*, /metrics), always on loopback.
+    #[arg(long, default_value_t = 7080)]
+    admin_port: u16,
+    /// Writer threads.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Seconds between self-metrics (carbon.agents.*); 0 turns them off.
+    #[arg(long, default_value_t = 60)]
+    metric_interval: u64,
+    /// Seconds shutdown may spend writing the cache before dumping the rest for the next start.
+    #[arg(long, default_value_t = 60)]
+    shutdown_timeout: u64,
+}
+
+/// The schemas `carbide serve` uses: its own metrics at a minute for 90 days, everything else at
+/// 10 s for 6 hours, a minute for a week, 10 minutes for 5 years.
+const SERVE_SCHEMAS: &str = "\
+[carbon]
+pattern = ^carbon\\.
+retentions = 60:90d
+
+[default]
+pattern = .*
+retentions = 10s:6h,1m:7d,10m:5y
+";
+
+fn inf_to_none(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn read_optional(path: &str) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{path}: cannot read")),
+    }
+}
+
+/// Loads schemas, aggregation rules and lists from beside carbon.conf (what SIGHUP re-reads).
+fn load_policy(settings: &CarbonSettings) -> Result<(ConfigPolicy, Lists)> {
+    let schemas_path = settings.storage_schemas_path();
+    let schemas = match read_optional(&schemas_path)? {
+        Some(text) => {
+            let (s, warnings) = parse_storage_schemas(&schemas_path, &text)?;
+            warnings.iter().for_each(|w| tracing::warn!("{w}"));
+            s
+        }
+        None => anyhow::bail!("{schemas_path}: missing (carbon-cache needs storage-schemas.conf)"),
+    };
+    let agg_path = settings.storage_aggregation_path();
+    let aggregation = match read_optional(&agg_path)? {
+        Some(text) => parse_storage_aggregation(&agg_path, &text)?.0,
+        None => AggregationSchemas::builtin(),
+    };
+    let mut lists = Lists::default();
+    let bl = settings.blacklist_path();
+    if let Some(text) = read_optional(&bl)? {
+        lists.blacklist = Some(parse_regex_list(&bl, &text)?.0);
+    }
+    if settings.use_whitelist {
+        let wl = settings.whitelist_path();
+        if let Some(text) = read_optional(&wl)? {
+            lists.whitelist = Some(parse_regex_list(&wl, &text)?.0);
+        }
+    }
+    let policy = ConfigPolicy {
+        schemas,
+        aggregation,
+        tag_hash_filenames: settings.tag_hash_filenames,
+    };
+    Ok((policy, lists))
+}
+
+fn addr(interface: &str, port: u16) -> Result<Option<SocketAddr>> {
+    if port == 0 {
+        return Ok(None);
+    }
+    let ip: std::net::IpAddr = interface
+        .parse()
+        .with_context(|| format!("bad interface address {interface}"))?;
+    Ok(Some(SocketAddr::new(ip, port)))
+}
+
+fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
+    let path = args.config.display().to_string();
+    let text = carbide_config::load(&args.config)?;
+    let env = ConfigEnv {
+        graphite_root: std::env::var("GRAPHITE_ROOT").unwrap_or_else(|_| "/opt/graphite".into()),
+        storage_dir: std::env::var("GRAPHITE_STORAGE_DIR").ok(),
+        home: std::env::var("HOME").ok(),
+    };
+    let (settings, warnings) = parse_carbon_conf(&path, &text, "cache", args.instance.as_deref(), &env)?;
+    warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    let (policy, lists) = load_policy(&settings)?;
+    let strategy = settings
+        .cache_write_strategy
+        .parse::<WriteStrategy>()
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let data_dir = PathBuf::from(&settings.local_data_dir);
+    let agent = selfmetrics::agent_name(args.instance.as_deref());
+    let opts = RoleOptions {
+        line_tcp: addr(&settings.line_receiver_interface, settings.line_receiver_port)?,
+        line_udp: if settings.enable_udp_listener {
+            addr(&settings.udp_receiver_interface, settings.udp_receiver_port)?
+        } else {
+            None
+        },
+        pickle: addr(&settings.pickle_receiver_interface, settings.pickle_receiver_port)?,
+        carbonlink: addr(&settings.cache_query_interface, settings.cache_query_port)?,
+        admin: Some(args.admin),
+        cache: CacheConfig {
+            max_size: inf_to_none(settings.max_cache_size).map(|m| m as usize),
+            strategy,
+            shards: 256,
+        },
+        writers: args.writers,
+        max_updates_per_second: inf_to_none(settings.max_updates_per_second),
+        whisper: WhisperSettings {
+            lock: settings.whisper_lock_writes,
+            sparse: settings.whisper_sparse_create,
+            fallocate: settings.whisper_fallocate_create,
+            max_creates_per_minute: inf_to_none(settings.max_creates_per_minute),
+        },
+        policy: Arc::new(policy),
+        lists,
+        metric_prefix: settings.carbon_metric_prefix.clone(),
+        metric_interval: (settings.carbon_metric_interval > 0)
+            .then(|| Duration::from_secs(settings.carbon_metric_interval)),
+        agent,
+        shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
+        dump_path: data_dir.join(format!(
+            ".carbide-cache-{}.dump",
+            args.instance.as_deref().unwrap_or("default")
+        )),
+        limits: ReceiverLimits {
+            max_connections: inf_to_none(settings.max_receiver_connections).map_or(100_000, |m| m as usize),
+            max_frame: settings.pickle_receiver_max_length as usize,
+            ..ReceiverLimits::default()
+        },
+        data_dir,
+    };
+    Ok((opts, settings))
+}
+
+fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
+    let (schemas, _) = parse_storage_schemas("<embedded storage-schemas.conf>", SERVE_SCHEMAS)?;
+    let policy = ConfigPolicy {
+        schemas,
+        aggregation: AggregationSchemas::builtin(),
+        tag_hash_filenames: true,
+    };
+    let at = |port: u16| Some(SocketAddr::new(args.bind, port));
+    Ok(RoleOptions {
+        data_dir: args.data_dir.clone(),
+        line_tcp: at(args.line_port),
+        line_udp: args.udp_port.and_then(at),
+        pickle: at(args.pickle_port),
+        carbonlink: at(args.carbonlink_port),
+        admin: Some(SocketAddr::from(([127, 0, 0, 1], args.admin_port))),
+        cache: CacheConfig::default(),
+        writers: args.writers,
+        max_updates_per_second: None,
+        whisper: WhisperSettings {
+            sparse: true,
+            ..WhisperSettings::default()
+        },
+        policy: Arc::new(policy),
+        lists: Lists::default(),
+        metric_prefix: "carbon".into(),
+        metric_interval: (args.metric_interval > 0).then(|| Duration::from_secs(args.metric_interval)),
+        agent: selfmetrics::agent_name(None),
+        shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
+        dump_path: args.data_dir.join(".carbide-cache.dump"),
+        limits: ReceiverLimits::default(),
+    })
+}
+
+/// Runs a role until SIGTERM or SIGINT; SIGHUP reloads, SIGQUIT logs a snapshot.
+async fn run_until_signalled(opts: RoleOptions, settings: Option<CarbonSettings>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let role = CacheRole::start(opts).await.context("cannot start the cache")?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match settings.as_ref().map(load_policy) {
+                Some(Ok((policy, lists))) => {
+                    role.persister.set_policy(Arc::new(policy));
+                    role.ingest.set_lists(lists);
+                    tracing::info!("SIGHUP: schemas, aggregation rules and lists reloaded");
+                }
+                Some(Err(e)) => tracing::error!("SIGHUP: reload failed, keeping the old settings: {e:#}"),
+                None => tracing::info!("SIGHUP: nothing to reload (embedded defaults)"),
+            },
+            _ = quit.recv() => {
+                let a = role.admin();
+                tracing::info!(cache = %carbide_server::admin::cache_snapshot(a), writers = %carbide_server::admin::writers_snapshot(a), "SIGQUIT snapshot");
+            }
+        }
+    }
+    tracing::info!("shutting down: listeners closed, writing the cache");
+    let report = role.stop().await?;
+    tracing::info!(drained = report.drained, dumped = report.dumped, "stopped");
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn finish(r: Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carbide: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `carbide cache`.
+pub fn cache(args: CacheArgs) -> ExitCode {
+    finish((|| {
+        let (opts, settings) = cache_options(&args)?;
+        runtime()?.block_on(run_until_signalled(opts, Some(settings)))
+    })())
+}
+
+/// `carbide serve`.
+pub fn serve(args: ServeArgs) -> ExitCode {
+    finish((|| {
+        let opts = serve_options(&args)?;
+        runtime()?.block_on(run_until_signalled(opts, None))
+    })())
+}
+
+/// Logs to stderr as structured lines; RUST_LOG or CARBIDE_LOG picks the level (default info).
+pub fn init_logging() {
+    let filter = std::env::var("CARBIDE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
