@@ -5,6 +5,8 @@
 //! the files must come out byte-identical. Time arithmetic uses Python's floor division and modulo
 //! (`div_euclid`/`rem_euclid` with a positive step).
 
+use std::cell::Cell;
+
 use carbide_core::AggregationMethod;
 
 use crate::aggregate::aggregate;
@@ -54,6 +56,13 @@ pub struct ArchiveDiff {
 pub struct Whisper<S: Storage> {
     storage: S,
     header: Header,
+    /// The timestamp in each archive's first slot, once read: whisper.py re-reads it before every
+    /// write and propagation, which is most of its syscalls. Every write that covers a first slot
+    /// updates this copy, so it always equals what a re-read would return.
+    bases: Vec<Cell<Option<i64>>>,
+    /// Bytes of the finer archive read once for a whole propagation pass: `(file offset, bytes)`.
+    /// Reads inside it are served from memory; any write overlapping it drops it.
+    window: Option<(u64, Vec<u8>)>,
 }
 
 /// Packs a point, refusing timestamps whisper's u32 field cannot hold (Python's struct.error).
@@ -88,11 +97,13 @@ impl<S: Storage> Whisper<S> {
     /// that lie outside the file.
     pub fn open(storage: S) -> Result<Self, Error> {
         let len = storage.len().map_err(Error::Io)?;
-        let mut meta = [0u8; METADATA_SIZE];
+        // One read usually covers the whole header (a 4-archive header is 64 bytes).
+        let first = len.min(512) as usize;
+        let mut head = vec![0u8; first];
         storage
-            .read_at(&mut meta, 0)
+            .read_at(&mut head, 0)
             .map_err(|e| io_or_corrupt(e, "Unable to read header"))?;
-        let count = Header::archive_count(&meta)?;
+        let count = Header::archive_count(&head)?;
         if count > crate::header::MAX_ARCHIVES {
             return Err(Error::corrupt(format!(
                 "archive count {count} does not fit a whisper header"
@@ -105,13 +116,21 @@ impl<S: Storage> Whisper<S> {
                 "Unable to read archive{readable} metadata"
             )));
         }
-        let mut bytes = vec![0u8; header_len];
-        storage
-            .read_at(&mut bytes, 0)
-            .map_err(|e| io_or_corrupt(e, "Unable to read header"))?;
-        let header = Header::parse(&bytes)?;
+        if header_len > head.len() {
+            head = vec![0u8; header_len];
+            storage
+                .read_at(&mut head, 0)
+                .map_err(|e| io_or_corrupt(e, "Unable to read header"))?;
+        }
+        let header = Header::parse(&head[..header_len])?;
         header.check_layout(len)?;
-        Ok(Whisper { storage, header })
+        let bases = vec![Cell::new(None); header.archives.len()];
+        Ok(Whisper {
+            storage,
+            header,
+            bases,
+            window: None,
+        })
     }
 
     /// The parsed header.
@@ -125,6 +144,13 @@ impl<S: Storage> Whisper<S> {
     }
 
     fn read(&self, len: usize, offset: u64, what: &'static str) -> Result<Vec<u8>, Error> {
+        if let Some((start, data)) = &self.window
+            && offset >= *start
+            && offset + len as u64 <= *start + data.len() as u64
+        {
+            let at = (offset - start) as usize;
+            return Ok(data[at..at + len].to_vec());
+        }
         let mut buf = vec![0u8; len];
         self.storage
             .read_at(&mut buf, offset)
@@ -133,16 +159,50 @@ impl<S: Storage> Whisper<S> {
     }
 
     fn write(&mut self, bytes: &[u8], offset: u64) -> Result<(), Error> {
-        self.storage.write_at(bytes, offset).map_err(Error::Io)
+        self.storage.write_at(bytes, offset).map_err(Error::Io)?;
+        let end = offset + bytes.len() as u64;
+        if self
+            .window
+            .as_ref()
+            .is_some_and(|(start, data)| offset < start + data.len() as u64 && *start < end)
+        {
+            self.window = None;
+        }
+        for (a, base) in self.header.archives.iter().zip(&self.bases) {
+            let first = u64::from(a.offset);
+            if first >= offset && first + 4 <= end {
+                let at = (first - offset) as usize;
+                let mut ts = [0u8; 4];
+                ts.copy_from_slice(&bytes[at..at + 4]);
+                base.set(Some(i64::from(u32::from_be_bytes(ts))));
+            } else if first < end && first + 4 > offset {
+                // A write that splits the first slot's timestamp: forget it, re-read next time.
+                base.set(None);
+            }
+        }
+        Ok(())
     }
 
     /// The interval stored in an archive's first slot; 0 means the archive was never written.
     fn base_interval(&self, archive: &ArchiveInfo, what: &'static str) -> Result<i64, Error> {
+        let cached = self
+            .header
+            .archives
+            .iter()
+            .position(|a| a.offset == archive.offset)
+            .map(|i| &self.bases[i]);
+        if let Some(base) = cached.and_then(Cell::get) {
+            return Ok(base);
+        }
         let mut ts = [0u8; 4];
         self.storage
             .read_at(&mut ts, u64::from(archive.offset))
             .map_err(|e| io_or_corrupt(e, what))?;
-        Ok(i64::from(u32::from_be_bytes(ts)))
+        let base = i64::from(u32::from_be_bytes(ts));
+        if let Some(c) = cached {
+            c.set(Some(base));
+        }
+        Ok(base)
     }
 
     /// Writes one point, as whisper.py's `update()`: the finest archive that covers the timestamp, then
@@ -271,16 +331,51 @@ impl<S: Storage> Whisper<S> {
             }
             let lower_step = self.header.archives[lower].step();
             let intervals: Vec<i64> = aligned.iter().map(|p| p.0 - p.0.rem_euclid(lower_step)).collect();
+            let order = pyset::iteration_order(&intervals);
+            self.prefetch(higher, lower, &order)?;
             let mut further = false;
-            for interval in pyset::iteration_order(&intervals) {
-                if self.propagate(interval, higher, lower)? {
-                    further = true;
+            for interval in order {
+                match self.propagate(interval, higher, lower) {
+                    Ok(true) => further = true,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.window = None;
+                        return Err(e);
+                    }
                 }
             }
+            self.window = None;
             if !further {
                 break;
             }
             higher = lower;
+        }
+        Ok(())
+    }
+
+    /// Reads, in one call, the span of the finer archive that propagating `intervals` will read,
+    /// when it is one unwrapped stretch of the file (the common case); otherwise does nothing and the
+    /// propagations read for themselves. Same bytes either way: the pass writes only the coarser
+    /// archive.
+    fn prefetch(&mut self, higher: usize, lower: usize, intervals: &[i64]) -> Result<(), Error> {
+        let (hi, lo) = (self.header.archives[higher], self.header.archives[lower]);
+        self.window = None;
+        if intervals.len() < 2 || lo.step() / hi.step() * POINT_SIZE as i64 >= hi.size() as i64 {
+            return Ok(());
+        }
+        let hi_base = self.base_interval(&hi, "Unable to read base datapoint")?;
+        if hi_base == 0 {
+            return Ok(());
+        }
+        let span = (lo.step() / hi.step()) as u64 * POINT_SIZE as u64;
+        let firsts = intervals
+            .iter()
+            .map(|&t| slot_offset(&hi, hi_base, t - t.rem_euclid(lo.step())));
+        let (min, max) = firsts.fold((u64::MAX, 0), |(a, b), f| (a.min(f), b.max(f)));
+        let end = max + span;
+        if end <= hi.end() && end - min <= 1 << 16 {
+            let data = self.read((end - min) as usize, min, "Unable to read datapoints")?;
+            self.window = Some((min, data));
         }
         Ok(())
     }
