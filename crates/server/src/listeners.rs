@@ -134,10 +134,9 @@ async fn line_connection(
         wait_for_space(ingest, space).await;
         let n = read_some(&mut stream, &mut buf, &mut shutdown).await?;
         let eof = n == 0;
-        if eof && !buf.is_empty() && !splitter.is_discarding() {
-            // A last line without its newline still counts, as in carbon.
-            buf.push(b'\n');
-        }
+        // A last line without its newline is dropped at end of stream, as carbon's
+        // LineOnlyReceiver does: a sender cut off mid-line (`a.b 12` of `a.b 123 1700000000`)
+        // would otherwise store a wrong value or a wrong timestamp.
         let now = now_f64();
         let consumed = {
             let mut lines = splitter.split(&buf);
