@@ -1,0 +1,273 @@
+//! Finders and fetchers for the render API: which metrics exist, and what their points are.
+//!
+//! graphite-web walks the whisper tree with `glob` on every find. Here the tree is walked once at
+//! start into a sorted in-memory index of metric names; a find is a per-segment glob over that index,
+//! and a name that is asked for but not known yet is looked up on disk and added (a cheap re-scan on
+//! miss), so a metric created by another process is found on its first query. The cache, which knows
+//! the moment it creates a file, can call [`Storage::on_create`] instead.
+//!
+//! A fetch reads the whisper file with graphite-web's archive choice (whisper's own `fetch`), then
+//! merges the points a [`HotPoints`] provider still holds (the in-process cache), exactly as
+//! graphite-web merges carbonlink's answer (`readers/utils.py merge_with_cache`).
+//!
+//! # Layout
+//! - [`index`]: the metric-name index and find over it.
+//! - [`hot`]: the hot-points provider trait and the carbonlink-style merge.
+//! - this file: [`Storage`], tying the index, whisper files and hot points together.
+
+pub mod hot;
+pub mod index;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use carbide_core::AggregationMethod;
+
+pub use hot::{HotPoints, merge_hot_points};
+pub use index::{Index, Node};
+
+/// Why a find or fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The find pattern is not a valid glob.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Reading the tree failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A whisper file could not be read.
+    #[error(transparent)]
+    Whisper(#[from] carbide_whisper::Error),
+}
+
+/// One fetched metric: whisper's `(start, end, step), values`, after the hot-point merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedSeries {
+    /// The metric name (`a.b.c`).
+    pub name: String,
+    /// Timestamp of the first value.
+    pub start: i64,
+    /// End of the range (exclusive, as whisper reports it).
+    pub end: i64,
+    /// Seconds per value.
+    pub step: i64,
+    /// One value per step.
+    pub values: Vec<Option<f64>>,
+    /// The file's aggregation method, which hot points are consolidated with.
+    pub aggregation: AggregationMethod,
+}
+
+/// The metric store over one whisper tree.
+pub struct Storage {
+    root: PathBuf,
+    index: Index,
+    hot: Option<Arc<dyn HotPoints>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("root", &self.root)
+            .field("metrics", &self.index.len())
+            .field("hot", &self.hot.is_some())
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Walks `root` for `*.wsp` files and builds the index. A missing root is an empty tree (as
+    /// graphite-web, which serves nothing rather than failing).
+    pub fn open(root: &Path) -> Result<Storage, StorageError> {
+        let index = Index::default();
+        if root.is_dir() {
+            index.scan(root)?;
+        }
+        Ok(Storage {
+            root: root.to_path_buf(),
+            index,
+            hot: None,
+        })
+    }
+
+    /// Sets the provider of points not yet on disk (the in-process cache).
+    pub fn with_hot_points(mut self, hot: Arc<dyn HotPoints>) -> Storage {
+        self.hot = Some(hot);
+        self
+    }
+
+    /// The whisper tree's root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The index (for `/metrics/index.json` and for tests).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Tells the index a metric now exists: the cache's hook for "known the moment it is created".
+    pub fn on_create(&self, name: &str) {
+        self.index.insert(name);
+    }
+
+    /// Re-walks the tree, adding files created since the last walk and dropping deleted ones.
+    pub fn rescan(&self) -> Result<(), StorageError> {
+        let fresh = Index::default();
+        if self.root.is_dir() {
+            fresh.scan(&self.root)?;
+        }
+        self.index.replace_with(&fresh);
+        Ok(())
+    }
+
+    /// The file a metric lives in.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        let mut p = self.root.clone();
+        for part in name.split('.') {
+            p.push(part);
+        }
+        p.set_extension("wsp");
+        p
+    }
+
+    /// The nodes matching `pattern`, sorted by path. Literal names missing from the index are
+    /// looked up on disk first, so a metric created behind our back is found.
+    pub fn find(&self, pattern: &str) -> Result<Vec<Node>, StorageError> {
+        self.learn_literal(pattern);
+        self.index.find(pattern)
+    }
+
+    fn learn_literal(&self, pattern: &str) {
+        let literal = !pattern.contains(['*', '?', '[', '{', '\\']);
+        if literal && !self.index.contains(pattern) && self.path_of(pattern).is_file() {
+            self.index.insert(pattern);
+        }
+    }
+
+    /// Fetches one metric (whisper's archive choice and clamping), with hot points merged. `None`
+    /// when whisper has nothing for the range (wholly in the future or beyond retention).
+    pub fn fetch(
+        &self,
+        name: &str,
+        from: i64,
+        until: i64,
+        now: i64,
+    ) -> Result<Option<FetchedSeries>, StorageError> {
+        let path = self.path_of(name);
+        let header = carbide_whisper::file::info(&path)?;
+        let Some(fetched) = carbide_whisper::file::fetch(&path, from, Some(until), now, None)? else {
+            return Ok(None);
+        };
+        let mut values = fetched.values;
+        if let Some(hot) = &self.hot {
+            let points = hot.points(name);
+            if !points.is_empty() {
+                let raw_step = header.archives.first().map(|a| a.step()).unwrap_or(fetched.step);
+                merge_hot_points(
+                    &points,
+                    fetched.from,
+                    fetched.step,
+                    &mut values,
+                    header.aggregation,
+                    raw_step,
+                );
+            }
+        }
+        Ok(Some(FetchedSeries {
+            name: name.to_string(),
+            start: fetched.from,
+            end: fetched.until,
+            step: fetched.step,
+            values,
+            aggregation: header.aggregation,
+        }))
+    }
+
+    /// `(start, end)` of the data a leaf may hold, as graphite-web's whisper reader reports it:
+    /// from `now - max_retention` to the file's modification time.
+    pub fn intervals(&self, name: &str, now: i64) -> Result<(i64, i64), StorageError> {
+        let path = self.path_of(name);
+        let header = carbide_whisper::file::info(&path)?;
+        let start = now - i64::from(header.max_retention);
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(start);
+        Ok((start, mtime.max(start)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carbide_core::Retention;
+
+    fn make(root: &Path, name: &str) {
+        let s = Storage {
+            root: root.to_path_buf(),
+            index: Index::default(),
+            hot: None,
+        };
+        let path = s.path_of(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let r = Retention::parse_list("60:100").unwrap();
+        carbide_whisper::file::create(&path, &r, &Default::default()).unwrap();
+    }
+
+    #[test]
+    fn finds_walked_and_later_created_files() {
+        let dir = tempfile::tempdir().unwrap();
+        make(dir.path(), "a.b.c");
+        make(dir.path(), "a.d");
+        let s = Storage::open(dir.path()).unwrap();
+        let found: Vec<_> = s
+            .find("a.*")
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.path, n.is_leaf))
+            .collect();
+        assert_eq!(found, vec![("a.b".into(), false), ("a.d".into(), true)]);
+        make(dir.path(), "a.e");
+        assert_eq!(s.find("a.e").unwrap().len(), 1, "literal miss re-checks the disk");
+        make(dir.path(), "x.y");
+        assert!(s.find("x.*").unwrap().is_empty());
+        s.on_create("x.y");
+        assert_eq!(s.find("x.*").unwrap().len(), 1);
+    }
+
+    struct Fixed(Vec<(i64, f64)>);
+    impl HotPoints for Fixed {
+        fn points(&self, _name: &str) -> Vec<(i64, f64)> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn fetch_merges_hot_points() {
+        let dir = tempfile::tempdir().unwrap();
+        make(dir.path(), "m");
+        let now = 1_000_020;
+        let path = dir.path().join("m.wsp");
+        carbide_whisper::file::update(&path, 1.0, Some(now - 120), now, false).unwrap();
+        let s = Storage::open(dir.path())
+            .unwrap()
+            .with_hot_points(Arc::new(Fixed(vec![(now - 60, 7.0)])));
+        let f = s.fetch("m", now - 300, now, now).unwrap().unwrap();
+        assert_eq!(f.step, 60);
+        let pts: Vec<_> = f.values.iter().flatten().copied().collect();
+        assert_eq!(pts, vec![1.0, 7.0]);
+    }
+}
