@@ -25,7 +25,11 @@ fn graphite_web_reads_the_cache_of_both() {
             lines.push_str(&format!("link.big.m{i} {j} {}\n", t + j));
         }
     }
-    lines.push_str(&format!("link.small 1 {t}\nlink.small 2 {}\nlink.small 3.5 {}\n", t + 1, t + 2));
+    lines.push_str(&format!(
+        "link.small 1 {t}\nlink.small 2 {}\nlink.small 3.5 {}\n",
+        t + 1,
+        t + 2
+    ));
     lines.push_str(&format!("link.dup 1 {t}\nlink.dup 5 {t}\n"));
     lines.push_str(&format!("link.tag;b=2;a=1 8 {t}\n"));
     let pickled = pickle_frame(&[("link.pickled", Ts::Int(t as i32 + 7), -1.25)]);
@@ -33,14 +37,25 @@ fn graphite_web_reads_the_cache_of_both() {
         send(s.ports.line, lines.as_bytes());
         send(s.ports.pickle, &pickled);
     }
-    let asked: Vec<String> = ["link.small", "link.dup", "link.tag;a=1;b=2", "link.pickled", "link.never.sent"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let asked: Vec<String> = [
+        "link.small",
+        "link.dup",
+        "link.tag;a=1;b=2",
+        "link.pickled",
+        "link.never.sent",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let tf = t as f64;
     for s in &servers {
         let got = carbonlink_query(s.ports.query, &asked);
-        assert_eq!(got["link.small"], vec![(tf, 1.0), (tf + 1.0, 2.0), (tf + 2.0, 3.5)], "{:?}", s.kind);
+        assert_eq!(
+            got["link.small"],
+            vec![(tf, 1.0), (tf + 1.0, 2.0), (tf + 2.0, 3.5)],
+            "{:?}",
+            s.kind
+        );
         assert_eq!(got["link.dup"], vec![(tf, 5.0)], "{:?}", s.kind);
         assert_eq!(got["link.tag;a=1;b=2"], vec![(tf, 8.0)], "{:?}", s.kind);
         assert_eq!(got["link.pickled"], vec![(tf + 7.0, -1.25)], "{:?}", s.kind);
@@ -55,11 +70,19 @@ fn graphite_web_reads_the_cache_of_both() {
         let want: Vec<(f64, f64)> = (0..20).map(|j| (tf + j as f64, j as f64)).collect();
         let mut cached = 0;
         for (m, pts) in &got {
-            assert!(pts.iter().all(|p| want.contains(p)), "{m} on {:?}: {pts:?}", s.kind);
+            assert!(
+                pts.iter().all(|p| want.contains(p)),
+                "{m} on {:?}: {pts:?}",
+                s.kind
+            );
             if pts == &want {
                 cached += 1;
             }
         }
-        assert!(cached >= 50, "{:?}: only {cached} of 100 queues still wholly cached", s.kind);
+        assert!(
+            cached >= 50,
+            "{:?}: only {cached} of 100 queues still wholly cached",
+            s.kind
+        );
     }
 }

@@ -29,7 +29,9 @@ fn a_zero_length_file_does_not_stop_the_others() {
     send(ports.line, lines.as_bytes());
     let now = cache_common::now() + 1;
     wait_until(Duration::from_secs(60), "all good metrics on disk", || {
-        (0..1000).filter(|m| *m != 500).all(|m| points_of(&s.whisper(), &format!("corrupt.m{m}"), now).len() == 3)
+        (0..1000)
+            .filter(|m| *m != 500)
+            .all(|m| points_of(&s.whisper(), &format!("corrupt.m{m}"), now).len() == 3)
     });
     for m in (0..1000).filter(|m| *m != 500) {
         let got = points_of(&s.whisper(), &format!("corrupt.m{m}"), now);
@@ -39,7 +41,11 @@ fn a_zero_length_file_does_not_stop_the_others() {
     wait_until(Duration::from_secs(30), "the failed write counted", || {
         s.metric("carbide_write_errors_total") >= 1.0
     });
-    assert_eq!(std::fs::metadata(&bad).unwrap().len(), 0, "the corrupt file was rewritten");
+    assert_eq!(
+        std::fs::metadata(&bad).unwrap().len(),
+        0,
+        "the corrupt file was rewritten"
+    );
     assert!(s.alive(), "carbide died on a corrupt file");
     // Still serving: a new point for a good metric lands.
     send(ports.line, format!("corrupt.m1 99 {}\n", t + 30).as_bytes());

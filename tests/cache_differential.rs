@@ -81,8 +81,13 @@ fn pickle_stream(t: i64) -> Vec<u8> {
         ("diff.pickle.nan", Ts::Int(t32), f64::NAN),
         ("diff.pickle.tag;z=1;y=2", Ts::Int(t32), 4.0),
     ]));
-    let many: Vec<(String, i32, f64)> = (0..200).map(|i| (format!("diff.pickle.many.m{}", i % 20), t32 + i / 20, i as f64)).collect();
-    let refs: Vec<(&str, Ts, f64)> = many.iter().map(|(n, ts, v)| (n.as_str(), Ts::Int(*ts), *v)).collect();
+    let many: Vec<(String, i32, f64)> = (0..200)
+        .map(|i| (format!("diff.pickle.many.m{}", i % 20), t32 + i / 20, i as f64))
+        .collect();
+    let refs: Vec<(&str, Ts, f64)> = many
+        .iter()
+        .map(|(n, ts, v)| (n.as_str(), Ts::Int(*ts), *v))
+        .collect();
     out.extend(pickle_frame(&refs));
     out
 }
@@ -129,9 +134,15 @@ fn same_whisper_trees_as_carbon_cache() {
 
     let (a, b) = (files(&ours.whisper()), files(&theirs.whisper()));
     assert_eq!(a, b, "file sets differ");
-    assert!(a.iter().any(|f| f.starts_with("_tagged/")), "no tagged files: {a:?}");
+    assert!(
+        a.iter().any(|f| f.starts_with("_tagged/")),
+        "no tagged files: {a:?}"
+    );
     assert!(a.len() >= expected_files, "{a:?}");
-    assert!(!a.contains(&"diff/plain/last.wsp".to_string()), "an unterminated last line was stored");
+    assert!(
+        !a.contains(&"diff/plain/last.wsp".to_string()),
+        "an unterminated last line was stored"
+    );
 
     // A fixed now, after both wrote, so both fetches see the same windows.
     let now = cache_common::now() + 5;
@@ -181,11 +192,21 @@ fn same_whisper_trees_as_carbon_cache() {
             differ.push(f.clone());
         }
     }
-    let single_point = ["diff/plain/a.wsp", "diff/plain/b.wsp", "diff/dup.wsp", "diff/old.wsp", "diff/pickle/b.wsp"];
+    let single_point = [
+        "diff/plain/a.wsp",
+        "diff/plain/b.wsp",
+        "diff/dup.wsp",
+        "diff/old.wsp",
+        "diff/pickle/b.wsp",
+    ];
     for f in single_point {
         assert!(!differ.contains(&f.to_string()), "{f} differs byte-wise");
     }
-    eprintln!("{} of {} files byte-identical; differing: {differ:?}", a.len() - differ.len(), a.len());
+    eprintln!(
+        "{} of {} files byte-identical; differing: {differ:?}",
+        a.len() - differ.len(),
+        a.len()
+    );
     // In practice all are (both write a metric's whole queue in one update); allow a few splits.
     assert!(differ.len() <= 5, "too many files differ byte-wise: {differ:?}");
 }

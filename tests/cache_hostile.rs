@@ -26,11 +26,16 @@ fn hostile_input_is_dropped_and_counted() {
     data.extend(format!(" 2 {t}\nhostile.after 3 {t}\n").bytes());
     send(line, &data);
     // Binary garbage (no newline for a while, NULs, high bytes) then a good line.
-    let mut garbage: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut garbage: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     garbage.extend(format!("\nhostile.aftergarbage 4 {t}\n").bytes());
     send(line, &garbage);
     // `../` and absolute names: refused before touching the filesystem.
-    send(line, format!("../../etc/passwd 1 {t}\n..%2F..%2Fx 1 {t}\n/etc/shadow 1 {t}\na/../../b 1 {t}\n").as_bytes());
+    send(
+        line,
+        format!("../../etc/passwd 1 {t}\n..%2F..%2Fx 1 {t}\n/etc/shadow 1 {t}\na/../../b 1 {t}\n").as_bytes(),
+    );
     // Oversized pickle frame: length prefix over PICKLE_RECEIVER_MAX_LENGTH drops the connection.
     let mut big = (64u32 << 20).to_be_bytes().to_vec();
     big.extend(vec![0u8; 4096]);
@@ -45,7 +50,10 @@ fn hostile_input_is_dropped_and_counted() {
 
     // Meanwhile, well-behaved clients.
     send(line, format!("hostile.good 6 {t}\n").as_bytes());
-    send(pickle, &pickle_frame(&[("hostile.goodpickle", Ts::Int(t as i32), 7.0)]));
+    send(
+        pickle,
+        &pickle_frame(&[("hostile.goodpickle", Ts::Int(t as i32), 7.0)]),
+    );
 
     let now = cache_common::now() + 1;
     let expect = [
@@ -57,34 +65,60 @@ fn hostile_input_is_dropped_and_counted() {
         ("hostile.goodpickle", 7.0),
     ];
     wait_until(Duration::from_secs(30), "good points on disk", || {
-        expect.iter().all(|(m, _)| !points_of(&s.whisper(), m, now).is_empty())
+        expect
+            .iter()
+            .all(|(m, _)| !points_of(&s.whisper(), m, now).is_empty())
     });
     for (m, v) in expect {
         let got: Vec<(i64, f64)> = points_of(&s.whisper(), m, now).into_iter().collect();
         assert_eq!(got, vec![(t, v)], "{m}");
     }
-    assert!(!std::path::Path::new("/tmp/pwned-by-pickle").exists(), "the pickle ran os.system");
-    assert!(s.metric("carbide_bad_lines_total") >= 2.0, "long line and garbage not counted");
-    assert!(s.metric("carbide_refused_connections_total") >= 1.0, "oversized frame not counted");
-    assert!(s.metric("carbide_invalid_names_total") >= 3.0, "../ names not counted");
+    assert!(
+        !std::path::Path::new("/tmp/pwned-by-pickle").exists(),
+        "the pickle ran os.system"
+    );
+    assert!(
+        s.metric("carbide_bad_lines_total") >= 2.0,
+        "long line and garbage not counted"
+    );
+    assert!(
+        s.metric("carbide_refused_connections_total") >= 1.0,
+        "oversized frame not counted"
+    );
+    assert!(
+        s.metric("carbide_invalid_names_total") >= 3.0,
+        "../ names not counted"
+    );
     // Nothing escaped the data dir and no odd paths were created inside it.
     let all = files(&s.whisper());
-    assert!(all.iter().all(|f| f.starts_with("hostile/")), "unexpected files: {all:?}");
+    assert!(
+        all.iter().all(|f| f.starts_with("hostile/")),
+        "unexpected files: {all:?}"
+    );
     assert!(!tmp.path().join("etc").exists());
 
     // 2 000 concurrent connections, 3 points each, all open at once before any sends.
-    let conns: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(("127.0.0.1", line)).unwrap()).collect();
+    let conns: Vec<TcpStream> = (0..2000)
+        .map(|_| TcpStream::connect(("127.0.0.1", line)).unwrap())
+        .collect();
     let threads: Vec<_> = conns
         .into_iter()
         .enumerate()
         .collect::<Vec<_>>()
         .chunks(100)
         .map(|chunk| {
-            let chunk: Vec<(usize, TcpStream)> = chunk.iter().map(|(i, c)| (*i, c.try_clone().unwrap())).collect();
+            let chunk: Vec<(usize, TcpStream)> =
+                chunk.iter().map(|(i, c)| (*i, c.try_clone().unwrap())).collect();
             std::thread::spawn(move || {
                 for (i, c) in &chunk {
                     let mut c = c;
-                    write!(c, "many.c{i} 1 {t}\nmany.c{i} 2 {}\nmany.c{i} 3 {}\n", t + 1, t + 2).unwrap();
+                    write!(
+                        c,
+                        "many.c{i} 1 {t}\nmany.c{i} 2 {}\nmany.c{i} 3 {}\n",
+                        t + 1,
+                        t + 2
+                    )
+                    .unwrap();
                 }
                 for (_, c) in chunk {
                     finish(c);
@@ -96,11 +130,18 @@ fn hostile_input_is_dropped_and_counted() {
         th.join().unwrap();
     }
     let now = cache_common::now() + 1;
-    wait_until(Duration::from_secs(60), "2 000 connections' points on disk", || {
-        s.cache_size() == 0 && (0..2000).all(|i| points_of(&s.whisper(), &format!("many.c{i}"), now).len() == 3)
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "2 000 connections' points on disk",
+        || {
+            s.cache_size() == 0
+                && (0..2000).all(|i| points_of(&s.whisper(), &format!("many.c{i}"), now).len() == 3)
+        },
+    );
     for i in 0..2000 {
-        let got: Vec<(i64, f64)> = points_of(&s.whisper(), &format!("many.c{i}"), now).into_iter().collect();
+        let got: Vec<(i64, f64)> = points_of(&s.whisper(), &format!("many.c{i}"), now)
+            .into_iter()
+            .collect();
         assert_eq!(got, vec![(t, 1.0), (t + 1, 2.0), (t + 2, 3.0)], "many.c{i}");
     }
 }

@@ -208,7 +208,9 @@ impl Server {
                 .expect("cannot start the carbide binary"),
             Kind::Carbon => {
                 if !Path::new(CARBON_CACHE).exists() {
-                    panic!("{CARBON_CACHE} missing: install Debian graphite-carbon (scripts/install-test-deps.sh)");
+                    panic!(
+                        "{CARBON_CACHE} missing: install Debian graphite-carbon (scripts/install-test-deps.sh)"
+                    );
                 }
                 Command::new(CARBON_CACHE)
                     .arg(format!("--config={}", conf.display()))
@@ -258,10 +260,18 @@ impl Server {
                 return;
             }
             if !self.alive() {
-                panic!("{:?} exited before listening on {port}; log:\n{}", self.kind, self.log());
+                panic!(
+                    "{:?} exited before listening on {port}; log:\n{}",
+                    self.kind,
+                    self.log()
+                );
             }
             if start.elapsed() > limit {
-                panic!("{:?} not listening on {port} after {limit:?}; log:\n{}", self.kind, self.log());
+                panic!(
+                    "{:?} not listening on {port} after {limit:?}; log:\n{}",
+                    self.kind,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -272,7 +282,14 @@ impl Server {
         let mut out = String::new();
         for f in ["log/console.log", "log/carbon-cache-a/console.log"] {
             if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
-                let tail: String = t.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = t
+                    .chars()
+                    .rev()
+                    .take(4000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 out.push_str(&format!("--- {f}\n{tail}\n"));
             }
         }
@@ -289,7 +306,10 @@ impl Server {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(_)) = child.try_wait() {
@@ -315,7 +335,8 @@ impl Server {
     /// `/admin/cache` `size`.
     pub fn cache_size(&self) -> u64 {
         let body = self.admin_get("/admin/cache");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/admin/cache: {e}: {body}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("/admin/cache: {e}: {body}"));
         v["size"].as_u64().unwrap()
     }
 
@@ -348,10 +369,16 @@ impl Drop for Server {
 pub fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// Sends `data` on one TCP connection and closes it (after the peer has read it: we half-close
@@ -455,7 +482,10 @@ pub fn wsp_path(root: &Path, metric: &str) -> PathBuf {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
