@@ -1,0 +1,204 @@
+//! The cache role end to end: `carbide cache` against Debian's carbon-cache (graphite-carbon 1.1.7)
+//! in the same run, with the same carbon.conf (throttles lifted: MAX_CREATES_PER_MINUTE,
+//! MAX_UPDATES_PER_SECOND and MAX_CACHE_SIZE = inf; CACHE_WRITE_STRATEGY = sorted).
+//!
+//! A sender in this process pushes BENCH_LINES plaintext lines over BENCH_METRICS metrics through
+//! BENCH_CONNECTIONS TCP connections, and the clock runs until every point is on disk: every
+//! metric's whisper file exists and holds the pass's last point (polled with carbide's whisper
+//! reader; carbide's `/admin/cache` must also say 0). Pass 1 writes onto new files (creates
+//! included), pass 2 sends the same number of new points onto the existing files. For each server
+//! process: CPU seconds from /proc/<pid>/stat (utime + stime, per pass) and peak RSS (VmHWM from
+//! /proc/<pid>/status, cumulative since start). The servers run one after the other, never at once.
+//!
+//! Run: `cargo bench --bench cache` (needs `scripts/install-test-deps.sh`).
+//! Knobs: BENCH_METRICS (100000), BENCH_LINES (1000000), BENCH_CONNECTIONS (4),
+//! BENCH_WRITERS (carbide writer threads, 4), BENCH_ONLY (`carbide` or `carbon`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
+
+#[path = "../tests/cache_common/mod.rs"]
+mod cache_common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cache_common::{Kind, Server, finish};
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn metric_name(m: usize) -> String {
+    // bench.* is 10 s:1 h in the shared schemas (4.3 KB a file); 100 directories of 1 000 files.
+    format!("bench.g{}.m{m}", m % 100)
+}
+
+/// CPU seconds (user + system) of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ") ".
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Peak resident set size in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+struct Pass {
+    seconds: f64,
+    points: usize,
+    cpu: f64,
+    rss: f64,
+}
+
+/// Sends one pass and waits until it is on disk.
+fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass {
+    let per = lines.div_ceil(metrics);
+    let last_ts = t0 + 10 * (per as i64 - 1);
+    let cpu0 = cpu_seconds(s.pid());
+    let started = Instant::now();
+    let port = s.ports.line;
+    let senders: Vec<_> = (0..conns)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut buf = Vec::with_capacity(1 << 20);
+                // Every metric reports once per 10 s interval, as collectors do.
+                for p in 0..per {
+                    for m in (c..metrics).step_by(conns) {
+                        writeln!(buf, "{} {} {}", metric_name(m), p + m, t0 + 10 * p as i64).unwrap();
+                        if buf.len() >= 1 << 20 {
+                            sock.write_all(&buf).unwrap();
+                            buf.clear();
+                        }
+                    }
+                }
+                sock.write_all(&buf).unwrap();
+                finish(sock);
+            })
+        })
+        .collect();
+    for th in senders {
+        th.join().unwrap();
+    }
+    let sent = started.elapsed();
+    // Poll only the metrics not yet seen complete.
+    let root = s.whisper();
+    let mut pending: Vec<usize> = (0..metrics).collect();
+    let limit = Duration::from_secs(1800);
+    loop {
+        let now = cache_common::now() + 20;
+        pending.retain(|&m| !has_point(&root, &metric_name(m), last_ts, (per - 1 + m) as f64, now));
+        let cache_empty = s.kind != Kind::Carbide || s.cache_size() == 0;
+        if pending.is_empty() && cache_empty {
+            break;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{:?}: {} metrics not on disk after {limit:?}",
+            s.kind,
+            pending.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("{:?}: sent in {sent:?}, on disk after {seconds:.1} s", s.kind);
+    Pass {
+        seconds,
+        points: per * metrics,
+        cpu: cpu_seconds(s.pid()) - cpu0,
+        rss: peak_rss_mib(s.pid()),
+    }
+}
+
+fn has_point(root: &Path, metric: &str, ts: i64, value: f64, now: i64) -> bool {
+    let path = cache_common::wsp_path(root, metric);
+    match carbide_whisper::file::fetch(&path, ts - 1, Some(ts + 9), now, None) {
+        Ok(Some(r)) => r.values.iter().any(|v| *v == Some(value)),
+        _ => false,
+    }
+}
+
+fn run(kind: Kind, dir: &Path, metrics: usize, lines: usize, conns: usize, writers: usize) -> [Pass; 2] {
+    let w = format!("--writers={writers}");
+    let s = Server::start(kind, dir, "", &[w.as_str()]);
+    let t0 = (cache_common::now() / 10) * 10 - 1200;
+    let first = pass(&s, metrics, lines, conns, t0);
+    let per = lines.div_ceil(metrics) as i64;
+    let second = pass(&s, metrics, lines, conns, t0 + 10 * per);
+    [first, second]
+}
+
+fn main() {
+    let metrics = knob("BENCH_METRICS", 100_000);
+    let lines = knob("BENCH_LINES", 1_000_000);
+    let conns = knob("BENCH_CONNECTIONS", 4);
+    let writers = knob("BENCH_WRITERS", 4);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = (only != "carbon").then(|| {
+        run(
+            Kind::Carbide,
+            &tmp.path().join("carbide"),
+            metrics,
+            lines,
+            conns,
+            writers,
+        )
+    });
+    let theirs = (only != "carbide").then(|| {
+        run(
+            Kind::Carbon,
+            &tmp.path().join("carbon"),
+            metrics,
+            lines,
+            conns,
+            writers,
+        )
+    });
+
+    println!(
+        "\n{} lines over {metrics} metrics, {conns} TCP connections; carbide --writers={writers}\n",
+        lines
+    );
+    println!("| pass | server | points/s to disk | seconds | CPU s | peak RSS MiB |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (i, label) in ["1: new files", "2: existing files"].iter().enumerate() {
+        for (name, r) in [("carbide cache", &ours), ("carbon-cache 1.1.7", &theirs)] {
+            if let Some(r) = r {
+                let p = &r[i];
+                println!(
+                    "| {label} | {name} | {:.0} | {:.1} | {:.1} | {:.0} |",
+                    p.points as f64 / p.seconds,
+                    p.seconds,
+                    p.cpu,
+                    p.rss
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (&ours, &theirs) {
+            println!(
+                "| {label} | ratio | {:.1}× | | {:.1}× less | {:.1}× less |",
+                b[i].seconds / a[i].seconds,
+                b[i].cpu / a[i].cpu.max(0.01),
+                b[i].rss / a[i].rss.max(0.01)
+            );
+        }
+    }
+}
