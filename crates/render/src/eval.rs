@@ -1,0 +1,149 @@
+//! The evaluator: a parsed target over the storage, as graphite-web's `evaluateTarget`.
+
+use carbide_query::grammar::{Arg, Call, Expr};
+use carbide_query::{parse_target, template};
+use carbide_storage::Storage;
+
+use crate::RenderError;
+use crate::functions;
+use crate::series::TimeSeries;
+
+/// Limits that turn a runaway request into a 4xx instead of an out-of-memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most series one path expression may fetch.
+    pub max_series: usize,
+    /// Most points (series × values) one request may fetch.
+    pub max_points: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_series: 10_000,
+            max_points: 50_000_000,
+        }
+    }
+}
+
+/// What one request evaluates against: the store, the time range and the request's options.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// Where series come from.
+    pub storage: &'a Storage,
+    /// Start of the range (epoch seconds).
+    pub start: i64,
+    /// End of the range.
+    pub end: i64,
+    /// The request's `now`.
+    pub now: i64,
+    /// The request's xFilesFactor.
+    pub x_files_factor: f64,
+    /// `template[name]=value` overrides.
+    pub templates: Vec<(String, String)>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// An evaluated argument.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A series list.
+    Series(Vec<TimeSeries>),
+    /// `true`/`false`.
+    Bool(bool),
+    /// An integer literal.
+    Int(i64),
+    /// A float literal.
+    Float(f64),
+    /// A string literal.
+    Str(String),
+    /// `None`.
+    None,
+}
+
+impl Context<'_> {
+    /// Parses and evaluates one target.
+    pub fn evaluate_target(&self, target: &str) -> Result<Vec<TimeSeries>, RenderError> {
+        let expr = parse_target(target)?;
+        let expanded =
+            template::expand(&expr, &self.templates).map_err(|e| RenderError::BadArgument(e.to_string()))?;
+        match expanded {
+            Arg::Expr(e) => self.evaluate(&e),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Evaluates an expression to a series list.
+    pub fn evaluate(&self, expr: &Expr) -> Result<Vec<TimeSeries>, RenderError> {
+        match expr {
+            Expr::Path(p) => self.fetch(p),
+            Expr::Call(c) => functions::call(self, c),
+            Expr::Template(_) => Err(RenderError::BadArgument(
+                "nested template() is not supported".into(),
+            )),
+        }
+    }
+
+    /// Evaluates an argument.
+    pub fn value(&self, arg: &Arg) -> Result<Value, RenderError> {
+        Ok(match arg {
+            Arg::Expr(e) => Value::Series(self.evaluate(e)?),
+            Arg::Bool(b) => Value::Bool(*b),
+            Arg::Int(i) => Value::Int(*i),
+            Arg::Float(f) => Value::Float(*f),
+            Arg::Str(s) => Value::Str(s.clone()),
+            Arg::None => Value::None,
+        })
+    }
+
+    /// A copy of this context over another time range (timeShift, movingAverage).
+    pub fn with_range(&self, start: i64, end: i64) -> Context<'_> {
+        Context {
+            start,
+            end,
+            ..self.clone()
+        }
+    }
+
+    /// Fetches every leaf matching a path expression, sorted by name (graphite-web's `fetchData`).
+    pub fn fetch(&self, pattern: &str) -> Result<Vec<TimeSeries>, RenderError> {
+        let nodes = self.storage.find(pattern)?;
+        let leaves: Vec<_> = nodes.into_iter().filter(|n| n.is_leaf).collect();
+        if leaves.len() > self.limits.max_series {
+            return Err(RenderError::Limit(format!(
+                "{pattern} matches {} series, more than the limit of {}",
+                leaves.len(),
+                self.limits.max_series
+            )));
+        }
+        let mut out = Vec::with_capacity(leaves.len());
+        let mut points = 0usize;
+        for leaf in leaves {
+            let Some(f) = self.storage.fetch(&leaf.path, self.start, self.end, self.now)? else {
+                continue;
+            };
+            points += f.values.len();
+            if points > self.limits.max_points {
+                return Err(RenderError::Limit(format!(
+                    "{pattern} fetches more than {} points",
+                    self.limits.max_points
+                )));
+            }
+            let mut s = TimeSeries::new(&f.name, f.start, f.end, f.step, f.values);
+            s.path_expression = pattern.to_string();
+            s.x_files_factor = self.x_files_factor;
+            out.push(s);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// The first positional argument of a call, for functions that re-evaluate it over another range.
+pub fn first_arg(call: &Call) -> Option<&Expr> {
+    match call.args.first() {
+        Some(Arg::Expr(e)) => Some(e),
+        _ => None,
+    }
+}
