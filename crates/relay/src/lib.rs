@@ -1,0 +1,47 @@
+//! The relay and aggregator roles: carbon-relay.py (and carbon-c-relay's hash clusters) and
+//! carbon-aggregator.py, from an existing carbon.conf.
+//!
+//! A point comes in through a [`listen`] receiver, is handed to a [`Sink`], and leaves through one
+//! [`queue::DestQueue`] per destination, drained by a [`sender`] task per destination. The queues
+//! are bounded in memory; when a destination is down and its queue is full, points spill to an
+//! append-only file per destination and are replayed, in order, when it comes back. A live but slow
+//! destination pushes back on the receivers instead (carbon's USE_FLOW_CONTROL).
+//!
+//! # Layout
+//! - [`router`]: which destinations a metric goes to (relay rules, consistent hashing, aggregated
+//!   consistent hashing), pure.
+//! - [`spill`]: the append-only spill file of one destination.
+//! - [`queue`]: one destination's bounded queue, its spill, and its counters.
+//! - [`sender`]: the task that connects (with backoff), batches, encodes and writes.
+//! - [`aggregate`]: carbon-aggregator's buffers per (output metric, interval), pure.
+//! - [`listen`]: line and pickle TCP receivers feeding a [`Sink`], with flow control.
+//! - [`service`]: the roles wired together: [`service::Relay`], [`service::Aggregator`], self-metrics.
+//! - [`error`]: [`RelayError`].
+
+pub mod aggregate;
+pub mod error;
+pub mod listen;
+pub mod queue;
+pub mod router;
+pub mod sender;
+pub mod service;
+pub mod spill;
+
+pub use error::RelayError;
+
+/// Where decoded points go: the relay's router or the aggregator's buffers.
+pub trait Sink: Send + Sync {
+    /// Takes one point; `false` when it was dropped (counted by the sink).
+    fn point(&self, name: &str, value: f64, timestamp: f64) -> bool;
+    /// True while receivers should stop reading (a destination queue is full).
+    fn should_pause(&self) -> bool;
+    /// Counts a line or entry that could not be decoded.
+    fn bad_input(&self, peer: &str, what: &str);
+}
+
+/// Seconds since the epoch as a float, like Python's `time.time()`.
+pub fn now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

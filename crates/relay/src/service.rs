@@ -1,0 +1,406 @@
+//! The relay and aggregator roles wired together: receivers → [`Sink`] → router → destination
+//! queues → senders, plus self-metrics and an orderly shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use carbide_config::CarbonSettings;
+use carbide_routing::NodeId;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aggregate::{Buffers, Output};
+use crate::listen::{ReceiverLimits, Wire, run_tcp};
+use crate::queue::{DestQueue, Point};
+use crate::router::Router;
+use crate::sender::{SenderConfig, WireFormat};
+use crate::spill::Spill;
+use crate::{RelayError, Sink, now_f64};
+
+/// Options not in carbon.conf (or overriding it).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where spill files go; `None` turns spilling off.
+    pub spool_dir: Option<PathBuf>,
+    /// Largest a destination's spill file may grow.
+    pub spill_max_bytes: u64,
+    /// A write blocked this long marks its destination as stalled (down).
+    pub stall_timeout: Duration,
+    /// `carbon.relays` or `carbon.aggregator`: where self-metrics go under CARBON_METRIC_PREFIX.
+    pub metric_group: &'static str,
+    /// The host part of self-metric names (hostname with dots as `_`, `-instance` appended).
+    pub metric_host: String,
+}
+
+/// The destination queues and the router in front of them.
+pub struct Outputs {
+    router: Router,
+    /// One queue per DESTINATIONS entry, same order.
+    pub queues: Vec<Arc<DestQueue>>,
+    /// Points no destination took (the rules matched none).
+    pub unrouted: AtomicU64,
+}
+
+impl Outputs {
+    /// Routes one point and queues it on each of its destinations.
+    pub fn send(&self, name: &str, value: f64, timestamp: f64) -> bool {
+        let mut out = Vec::new();
+        let mut scratch: Vec<NodeId> = Vec::new();
+        self.router.route(name, &mut out, &mut scratch);
+        if out.is_empty() {
+            self.unrouted.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let mut ok = true;
+        for i in out {
+            if let Some(q) = self.queues.get(i) {
+                ok &= q.push(Point {
+                    name: name.to_string(),
+                    value,
+                    timestamp,
+                });
+            }
+        }
+        ok
+    }
+
+    /// True while any live destination's queue is full.
+    pub fn should_pause(&self) -> bool {
+        self.queues.iter().any(|q| q.should_pause())
+    }
+
+    /// True when every queue (memory and spill) is empty.
+    pub fn is_drained(&self) -> bool {
+        self.queues.iter().all(|q| q.is_empty())
+    }
+}
+
+/// Counters of the receiving side.
+#[derive(Debug, Default)]
+pub struct InputStats {
+    /// Points received (`metricsReceived`).
+    pub received: AtomicU64,
+    /// Lines or entries that did not decode.
+    pub bad: AtomicU64,
+}
+
+/// The relay: every point is routed as received.
+pub struct Relay {
+    /// Where points go.
+    pub outputs: Arc<Outputs>,
+    /// Input counters.
+    pub stats: Arc<InputStats>,
+}
+
+impl Sink for Relay {
+    fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.outputs.send(name, value, timestamp)
+    }
+    fn should_pause(&self) -> bool {
+        self.outputs.should_pause()
+    }
+    fn bad_input(&self, peer: &str, what: &str) {
+        self.stats.bad.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, "invalid input: {what}");
+    }
+}
+
+/// The aggregator: points go into buffers (and, with FORWARD_ALL, on to the destinations).
+pub struct Aggregator {
+    /// Where results go.
+    pub outputs: Arc<Outputs>,
+    /// The buffers.
+    pub buffers: Mutex<Buffers>,
+    /// Input counters.
+    pub stats: Arc<InputStats>,
+    /// Aggregates emitted (`aggregateDatapointsSent`).
+    pub emitted: AtomicU64,
+}
+
+impl Sink for Aggregator {
+    fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let f = self.buffers.lock().input(name, value, timestamp, now_f64());
+        match f.name {
+            Some(n) => self.outputs.send(&n, value, timestamp),
+            None => true,
+        }
+    }
+    fn should_pause(&self) -> bool {
+        self.outputs.should_pause()
+    }
+    fn bad_input(&self, peer: &str, what: &str) {
+        self.stats.bad.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, "invalid input: {what}");
+    }
+}
+
+impl Aggregator {
+    /// Runs due computations and sends what they emit.
+    pub fn tick(&self) {
+        let mut out: Vec<Output> = Vec::new();
+        self.buffers.lock().tick(now_f64(), &mut out);
+        self.emitted.fetch_add(out.len() as u64, Ordering::Relaxed);
+        for o in out {
+            self.outputs.send(&o.name, o.value, o.timestamp as f64);
+        }
+    }
+}
+
+/// carbon's destination name in metric paths: `host:port:instance` with dots as `_`.
+fn dest_metric_name(d: &carbide_config::Destination) -> String {
+    let inst = d.instance.as_deref().unwrap_or("None");
+    format!("{}:{}:{}", d.host, d.port, inst).replace('.', "_")
+}
+
+/// A running role.
+pub struct Running {
+    /// The line receiver's address.
+    pub line_addr: Option<SocketAddr>,
+    /// The pickle receiver's address.
+    pub pickle_addr: Option<SocketAddr>,
+    /// The queues, for tests and admin.
+    pub outputs: Arc<Outputs>,
+    shutdown: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    senders: Vec<JoinHandle<()>>,
+    others: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the receivers, gives the senders up to `grace` to empty their memory queues, then
+    /// stops. Spilled points stay in their files for the next start.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        for l in self.listeners {
+            let _ = l.await;
+        }
+        for o in self.others {
+            o.abort();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && self.outputs.queues.iter().any(|q| q.len() > 0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for s in self.senders {
+            s.abort();
+        }
+        for q in &self.outputs.queues {
+            let left = q.len();
+            if left > 0 {
+                tracing::warn!(destination = %q.name, points = left, "shutdown: points still in memory were not delivered");
+            }
+            let spilled = q.spilled_pending();
+            if spilled > 0 {
+                tracing::info!(destination = %q.name, points = spilled, "shutdown: spilled points kept for the next start");
+            }
+        }
+    }
+}
+
+/// Builds the destination queues (opening spill files) and the sender configs.
+pub fn build_outputs(settings: &CarbonSettings, router: Router, opts: &Options) -> Result<(Arc<Outputs>, Vec<SenderConfig>), RelayError> {
+    if settings.destinations.is_empty() {
+        return Err(RelayError::Setting("DESTINATIONS is empty".into()));
+    }
+    let format = match settings.destination_protocol.as_str() {
+        "pickle" => WireFormat::Pickle,
+        "line" => WireFormat::Line,
+        other => {
+            return Err(RelayError::Setting(format!(
+                "DESTINATION_PROTOCOL = {other}: carbide sends pickle or line"
+            )));
+        }
+    };
+    let max = usize::try_from(settings.max_queue_size).unwrap_or(usize::MAX / 2);
+    let batch = usize::try_from(settings.max_datapoints_per_message.max(1)).unwrap_or(500);
+    let mut queues = Vec::new();
+    let mut configs = Vec::new();
+    for d in &settings.destinations {
+        let name = d.to_string();
+        let spill = match &opts.spool_dir {
+            Some(dir) => {
+                let path = dir.join(format!("{}.spill", dest_metric_name(d)));
+                Some(Spill::open(&path, opts.spill_max_bytes).map_err(|source| RelayError::Io {
+                    what: format!("spill file {}", path.display()),
+                    source,
+                })?)
+            }
+            None => None,
+        };
+        if let Some(s) = &spill
+            && s.pending() > 0
+        {
+            tracing::info!(destination = %name, points = s.pending(), "replaying points spilled by an earlier run");
+        }
+        queues.push(Arc::new(DestQueue::new(name, max, spill)));
+        let host = if d.host.contains(':') { format!("[{}]", d.host) } else { d.host.clone() };
+        configs.push(SenderConfig {
+            addr: format!("{host}:{}", d.port),
+            format,
+            batch,
+            int_timestamps: false,
+            stall_timeout: opts.stall_timeout,
+            max_backoff: Duration::from_secs(5),
+        });
+    }
+    Ok((
+        Arc::new(Outputs {
+            router,
+            queues,
+            unrouted: AtomicU64::new(0),
+        }),
+        configs,
+    ))
+}
+
+async fn bind(iface: &str, port: u16) -> Result<TcpListener, RelayError> {
+    let host = if iface.contains(':') { format!("[{iface}]") } else { iface.to_string() };
+    TcpListener::bind(format!("{host}:{port}")).await.map_err(|source| RelayError::Io {
+        what: format!("binding {host}:{port}"),
+        source,
+    })
+}
+
+/// Which role [`start`] runs.
+pub enum Role {
+    /// carbon-relay.
+    Relay,
+    /// carbon-aggregator with its buffers.
+    Aggregator(Buffers),
+}
+
+/// Starts a role on the current tokio runtime: receivers on LINE_RECEIVER_* and
+/// PICKLE_RECEIVER_* (port 0 picks a free one), senders, self-metrics, and the aggregator's clock.
+pub async fn start(settings: &CarbonSettings, router: Router, role: Role, opts: Options) -> Result<Running, RelayError> {
+    let (outputs, configs) = build_outputs(settings, router, &opts)?;
+    let (tx, rx) = watch::channel(false);
+    let mut senders = Vec::new();
+    for (q, cfg) in outputs.queues.iter().zip(configs) {
+        senders.push(tokio::spawn(crate::sender::run(q.clone(), cfg, rx.clone())));
+    }
+    let mut others = Vec::new();
+    let input_stats = Arc::new(InputStats::default());
+    let (sink, aggregator): (Arc<dyn Sink>, Option<Arc<Aggregator>>) = match role {
+        Role::Relay => (
+            Arc::new(Relay {
+                outputs: outputs.clone(),
+                stats: input_stats.clone(),
+            }),
+            None,
+        ),
+        Role::Aggregator(buffers) => {
+            let a = Arc::new(Aggregator {
+                outputs: outputs.clone(),
+                buffers: Mutex::new(buffers),
+                stats: input_stats.clone(),
+                emitted: AtomicU64::new(0),
+            });
+            let t = a.clone();
+            others.push(tokio::spawn(async move {
+                let mut iv = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    iv.tick().await;
+                    t.tick();
+                }
+            }));
+            (a.clone(), Some(a))
+        }
+    };
+    let limits = ReceiverLimits {
+        max_connections: if settings.max_receiver_connections.is_finite() {
+            settings.max_receiver_connections as usize
+        } else {
+            usize::MAX / 2
+        },
+        max_frame: usize::try_from(settings.pickle_receiver_max_length).unwrap_or(1 << 20),
+        ..ReceiverLimits::default()
+    };
+    let mut listeners = Vec::new();
+    let mut line_addr = None;
+    let mut pickle_addr = None;
+    for (iface, port, wire) in [
+        (&settings.line_receiver_interface, settings.line_receiver_port, Wire::Line),
+        (&settings.pickle_receiver_interface, settings.pickle_receiver_port, Wire::Pickle),
+    ] {
+        let l = bind(iface, port).await?;
+        let addr = l.local_addr().ok();
+        if wire == Wire::Line {
+            line_addr = addr;
+        } else {
+            pickle_addr = addr;
+        }
+        tracing::info!(?addr, ?wire, "listening");
+        listeners.push(tokio::spawn(run_tcp(l, wire, sink.clone(), limits, rx.clone())));
+    }
+    if settings.carbon_metric_interval > 0 {
+        let every = Duration::from_secs(settings.carbon_metric_interval);
+        let base = format!("{}.{}.{}", settings.carbon_metric_prefix, opts.metric_group, opts.metric_host);
+        let names: Vec<String> = settings.destinations.iter().map(dest_metric_name).collect();
+        let outputs2 = outputs.clone();
+        others.push(tokio::spawn(self_metrics(base, names, outputs2, input_stats, aggregator, every)));
+    }
+    Ok(Running {
+        line_addr,
+        pickle_addr,
+        outputs,
+        shutdown: tx,
+        listeners,
+        senders,
+        others,
+    })
+}
+
+/// Publishes carbon's relay/aggregator self-metrics through the role's own outputs; counters are
+/// per interval, as carbon resets them.
+async fn self_metrics(
+    base: String,
+    names: Vec<String>,
+    outputs: Arc<Outputs>,
+    input: Arc<InputStats>,
+    aggregator: Option<Arc<Aggregator>>,
+    every: Duration,
+) {
+    let mut prior: HashMap<String, u64> = HashMap::new();
+    let mut iv = tokio::time::interval(every);
+    iv.tick().await;
+    loop {
+        iv.tick().await;
+        let now = now_f64().floor();
+        let mut pts: Vec<(String, f64)> = Vec::new();
+        let mut delta = |key: String, total: u64, pts: &mut Vec<(String, f64)>| {
+            let before = prior.insert(key.clone(), total).unwrap_or(0);
+            pts.push((key, total.saturating_sub(before) as f64));
+        };
+        for (q, n) in outputs.queues.iter().zip(&names) {
+            let s = &q.stats;
+            let d = format!("destinations.{n}");
+            delta(format!("{d}.attemptedRelays"), s.attempted.load(Ordering::Relaxed), &mut pts);
+            delta(format!("{d}.sent"), s.sent.load(Ordering::Relaxed), &mut pts);
+            delta(format!("{d}.fullQueueDrops"), s.dropped.load(Ordering::Relaxed), &mut pts);
+            delta(format!("{d}.spilled"), s.spilled.load(Ordering::Relaxed), &mut pts);
+            delta(format!("{d}.sendFailures"), s.send_failures.load(Ordering::Relaxed), &mut pts);
+            delta(format!("{d}.connectFailures"), s.connect_failures.load(Ordering::Relaxed), &mut pts);
+            pts.push((format!("{d}.queued"), q.len() as f64));
+            pts.push((format!("{d}.spillQueued"), q.spilled_pending() as f64));
+            pts.push((format!("{d}.connected"), if s.connected.load(Ordering::Relaxed) { 1.0 } else { 0.0 }));
+        }
+        delta("unroutedDatapoints".into(), outputs.unrouted.load(Ordering::Relaxed), &mut pts);
+        delta("metricsReceived".into(), input.received.load(Ordering::Relaxed), &mut pts);
+        delta("badInput".into(), input.bad.load(Ordering::Relaxed), &mut pts);
+        if let Some(a) = &aggregator {
+            delta("aggregateDatapointsSent".into(), a.emitted.load(Ordering::Relaxed), &mut pts);
+            pts.push(("allocatedBuffers".into(), a.buffers.lock().len() as f64));
+        }
+        for (k, v) in pts {
+            outputs.send(&format!("{base}.{k}"), v, now);
+        }
+    }
+}
