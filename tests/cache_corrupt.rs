@@ -47,6 +47,10 @@ fn a_zero_length_file_does_not_stop_the_others() {
         "the corrupt file was rewritten"
     );
     assert!(s.alive(), "carbide died on a corrupt file");
+    // Its points are dropped once (as carbon's writer drops a batch whose write raises), not
+    // retried forever: the cache drains and exactly its 3 points are counted as dropped.
+    s.wait_drained(Duration::from_secs(30));
+    assert_eq!(s.metric("carbide_points_dropped_total"), 3.0);
     // Still serving: a new point for a good metric lands.
     send(ports.line, format!("corrupt.m1 99 {}\n", t + 30).as_bytes());
     wait_until(Duration::from_secs(30), "a later point lands", || {
