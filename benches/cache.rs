@@ -130,7 +130,7 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
 fn has_point(root: &Path, metric: &str, ts: i64, value: f64, now: i64) -> bool {
     let path = cache_common::wsp_path(root, metric);
     match carbide_whisper::file::fetch(&path, ts - 1, Some(ts + 9), now, None) {
-        Ok(Some(r)) => r.values.iter().any(|v| *v == Some(value)),
+        Ok(Some(r)) => r.values.contains(&Some(value)),
         _ => false,
     }
 }

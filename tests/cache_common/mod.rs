@@ -458,9 +458,12 @@ pub fn files(root: &Path) -> Vec<String> {
     out
 }
 
+/// A fetch result: `(from, until, step, values)`.
+pub type Series = (i64, i64, i64, Vec<Option<f64>>);
+
 /// Whisper fetch of every `.wsp` under `root` over `[from, now]` (every archive that covers it
 /// picks the finest), as `path -> (from, until, step, values)`.
-pub fn fetch_all(root: &Path, from: i64, now: i64) -> BTreeMap<String, (i64, i64, i64, Vec<Option<f64>>)> {
+pub fn fetch_all(root: &Path, from: i64, now: i64) -> BTreeMap<String, Series> {
     files(root)
         .into_iter()
         .filter(|f| f.ends_with(".wsp"))
