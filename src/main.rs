@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod roles;
+mod statsd_cli;
 mod whisper_cli;
 
 /// The Graphite metrics stack as one binary.
@@ -32,6 +33,8 @@ enum Command {
     /// Whisper file tools, argument-compatible with the whisper-*.py scripts.
     #[command(subcommand)]
     Whisper(whisper_cli::WhisperCommand),
+    /// etsy statsd (UDP/TCP 8125, console 8126, flush to graphite), or a StatsRelay proxy.
+    Statsd(statsd_cli::StatsdArgs),
 }
 
 /// optparse's and argparse's habits, for the script-compatible tools: a long option may be shortened to
@@ -52,6 +55,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Whisper(cmd) => whisper_cli::run(cmd),
+        Command::Statsd(args) => {
+            roles::init_logging();
+            statsd_cli::run(args)
+        }
         Command::Serve(args) => {
             roles::init_logging();
             roles::serve(args)

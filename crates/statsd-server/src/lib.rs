@@ -25,6 +25,8 @@ pub mod proxy;
 pub mod server;
 pub mod sink;
 
+/// The engine crate, so callers (the `serve` wiring, tests) need no second dependency.
+pub use carbide_statsd;
 pub use error::ServerError;
 pub use options::ServerOptions;
 pub use proxy::{ProxyOptions, StatsdProxy};
