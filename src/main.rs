@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod relay_cli;
 mod roles;
 mod statsd_cli;
 mod whisper_cli;
@@ -30,6 +31,10 @@ enum Command {
     Serve(roles::ServeArgs),
     /// carbon-cache: ingest (line, pickle), cache, persist to whisper, carbonlink, from carbon.conf.
     Cache(roles::CacheArgs),
+    /// carbon-relay: route by relay rules or consistent hashing, with bounded, disk-spilling queues.
+    Relay(relay_cli::RelayArgs),
+    /// carbon-aggregator: buffer and aggregate by aggregation-rules.conf, forward the results.
+    Aggregator(relay_cli::RelayArgs),
     /// Whisper file tools, argument-compatible with the whisper-*.py scripts.
     #[command(subcommand)]
     Whisper(whisper_cli::WhisperCommand),
@@ -62,6 +67,14 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             roles::init_logging();
             roles::serve(args)
+        }
+        Command::Relay(args) => {
+            roles::init_logging();
+            relay_cli::relay(args)
+        }
+        Command::Aggregator(args) => {
+            roles::init_logging();
+            relay_cli::aggregator(args)
         }
         Command::Cache(args) => {
             roles::init_logging();

@@ -80,9 +80,11 @@ impl Buffers {
         }
     }
 
-    /// Replaces the rules (aggregation-rules.conf changed); existing buffers keep their settings.
+    /// Replaces the rules (aggregation-rules.conf changed) and, as carbon does, clears every
+    /// buffer: values not yet emitted are discarded.
     pub fn set_rules(&mut self, rules: Vec<AggregationRule>) {
         self.rules = rules;
+        self.buffers.clear();
     }
 
     /// Number of live metric buffers.

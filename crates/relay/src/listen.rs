@@ -61,7 +61,7 @@ pub async fn run_tcp(
     limits: ReceiverLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,

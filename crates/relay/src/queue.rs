@@ -158,6 +158,25 @@ impl DestQueue {
         }
     }
 
+    /// Moves what is still in memory into the front of the spill file, so the next start replays
+    /// it before the rest; returns how many points were saved (0 without a spill file).
+    pub fn persist(&self) -> usize {
+        let mut st = self.state.lock();
+        let mem: Vec<Point> = st.mem.drain(..).collect();
+        let Some(spill) = st.spill.as_mut() else {
+            st.mem.extend(mem);
+            return 0;
+        };
+        match spill.prepend(&mem) {
+            Ok(()) => mem.len(),
+            Err(e) => {
+                tracing::error!(destination = %self.name, error = %e, points = mem.len(), "could not save the queue to the spill file");
+                st.mem.extend(mem);
+                0
+            }
+        }
+    }
+
     /// Points in memory.
     pub fn len(&self) -> usize {
         self.state.lock().mem.len()

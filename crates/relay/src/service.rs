@@ -36,6 +36,31 @@ pub struct Options {
     pub metric_group: &'static str,
     /// The host part of self-metric names (hostname with dots as `_`, `-instance` appended).
     pub metric_host: String,
+    /// aggregation-rules.conf, re-read (as carbon does) when its mtime changes, checked every 10 s.
+    pub aggregation_rules_path: Option<PathBuf>,
+}
+
+fn mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Re-reads aggregation-rules.conf when it changed; a broken file keeps the old rules.
+fn reload_rules(a: &Aggregator, path: &std::path::Path, seen: &mut Option<std::time::SystemTime>) {
+    let now = mtime(path);
+    if now == *seen {
+        return;
+    }
+    *seen = now;
+    let name = path.display().to_string();
+    let parsed = carbide_config::load(path).and_then(|t| carbide_config::parse_aggregation_rules(&name, &t));
+    match parsed {
+        Ok((rules, warnings)) => {
+            warnings.iter().for_each(|w| tracing::warn!("{w}"));
+            tracing::info!(rules = rules.len(), "aggregation rules re-read; buffers cleared");
+            a.buffers.lock().set_rules(rules);
+        }
+        Err(e) => tracing::error!("{e}; keeping the previous aggregation rules"),
+    }
 }
 
 /// The destination queues and the router in front of them.
@@ -176,7 +201,8 @@ pub struct Running {
 
 impl Running {
     /// Stops the receivers, gives the senders up to `grace` to empty their memory queues, then
-    /// stops. Spilled points stay in their files for the next start.
+    /// stops. What is left in memory goes to the front of the spill file (when spilling is on), so
+    /// the next start replays it, in order, before the rest.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         for l in self.listeners {
@@ -193,6 +219,10 @@ impl Running {
             s.abort();
         }
         for q in &self.outputs.queues {
+            let saved = q.persist();
+            if saved > 0 {
+                tracing::info!(destination = %q.name, points = saved, "shutdown: queued points saved to the spill file");
+            }
             let left = q.len();
             if left > 0 {
                 tracing::warn!(destination = %q.name, points = left, "shutdown: points still in memory were not delivered");
@@ -304,11 +334,20 @@ pub async fn start(settings: &CarbonSettings, router: Router, role: Role, opts: 
                 emitted: AtomicU64::new(0),
             });
             let t = a.clone();
+            let rules_path = opts.aggregation_rules_path.clone();
             others.push(tokio::spawn(async move {
                 let mut iv = tokio::time::interval(Duration::from_millis(100));
+                let mut seen = rules_path.as_deref().and_then(mtime);
+                let mut n = 0u64;
                 loop {
                     iv.tick().await;
                     t.tick();
+                    n += 1;
+                    if n % 100 == 0
+                        && let Some(p) = &rules_path
+                    {
+                        reload_rules(&t, p, &mut seen);
+                    }
                 }
             }));
             (a.clone(), Some(a))

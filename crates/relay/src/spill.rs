@@ -138,6 +138,30 @@ impl Spill {
         Ok(bad)
     }
 
+    /// Puts `front` (older points, from memory) ahead of what the file still holds, so a restart
+    /// replays everything in order; used at shutdown. Writes a new file and renames it over.
+    pub fn prepend(&mut self, front: &[Point]) -> std::io::Result<()> {
+        if front.is_empty() {
+            return Ok(());
+        }
+        self.writer.flush()?;
+        let tmp = self.path.with_extension("spill.tmp");
+        {
+            let mut w = BufWriter::new(File::create(&tmp)?);
+            for p in front {
+                writeln!(w, "{} {:?} {:?}", p.name, p.value, p.timestamp)?;
+            }
+            let mut rest = File::open(&self.path)?;
+            rest.seek(SeekFrom::Start(self.read))?;
+            std::io::copy(&mut rest, &mut w)?;
+            w.flush()?;
+            w.get_ref().sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        *self = Spill::open(&self.path, self.max_bytes.max(self.written))?;
+        Ok(())
+    }
+
     /// Empties the file once everything has been read back.
     fn reset(&mut self) -> std::io::Result<()> {
         self.writer.flush()?;
@@ -184,6 +208,26 @@ mod tests {
         out.clear();
         s.read_back(10, &mut out).unwrap();
         assert_eq!(out, vec![p(99)]);
+    }
+
+    #[test]
+    fn prepend_puts_memory_points_ahead_of_the_unread_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.spill");
+        let mut s = Spill::open(&path, 1 << 20).unwrap();
+        for i in 10..20 {
+            s.append(&p(i)).unwrap();
+        }
+        let mut out = vec![];
+        s.read_back(3, &mut out).unwrap();
+        s.prepend(&[p(1), p(2)]).unwrap();
+        drop(s);
+        let mut s = Spill::open(&path, 1 << 20).unwrap();
+        assert_eq!(s.pending(), 9);
+        out.clear();
+        s.read_back(100, &mut out).unwrap();
+        let want: Vec<_> = [1, 2].into_iter().chain(13..20).map(p).collect();
+        assert_eq!(out, want);
     }
 
     #[test]
