@@ -114,7 +114,7 @@ pub const FUNCTIONS: &[FunctionInfo] = &[
     FunctionInfo {
         name: "asPercent",
         group: "Combine",
-        params: &[SL, p("total", "any")],
+        params: &[SL, p("total", "any"), multi("nodes", "nodeOrTag", false)],
     },
     FunctionInfo {
         name: "groupByNode",
@@ -183,7 +183,11 @@ pub const FUNCTIONS: &[FunctionInfo] = &[
     FunctionInfo {
         name: "transformNull",
         group: "Transform",
-        params: &[SL, def("default", "float", "0")],
+        params: &[
+            SL,
+            def("default", "float", "0"),
+            p("referenceSeries", "seriesList"),
+        ],
     },
     FunctionInfo {
         name: "summarize",

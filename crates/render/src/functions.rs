@@ -131,18 +131,18 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
             Ok(out)
         }
         "scale" => {
-            let (f, int) = a.required_number(1)?;
+            let (f, _) = a.required_number(1)?;
             Ok(map(a.series(0)?, |s| {
-                s.set_tag("scale", num_str(f, int));
+                s.set_tag("scale", num_str(f, false));
                 s.name = format!("scale({},{})", s.name, g(f));
                 s.path_expression = s.name.clone();
                 s.values = s.values.iter().map(|v| v.map(|x| x * f)).collect();
             }))
         }
         "offset" => {
-            let (f, int) = a.required_number(1)?;
+            let (f, _) = a.required_number(1)?;
             Ok(map(a.series(0)?, |s| {
-                s.set_tag("offset", num_str(f, int));
+                s.set_tag("offset", num_str(f, false));
                 s.name = format!("offset({},{})", s.name, g(f));
                 s.path_expression = s.name.clone();
                 s.values = s.values.iter().map(|v| v.map(|x| x + f)).collect();
@@ -212,12 +212,36 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
             }))
         }
         "transformNull" => {
-            let (d, int) = a.number(1)?.unwrap_or((0.0, true));
+            // A given default is converted to float (Param type float); the absent one stays int 0.
+            let (d, int) = a.number(1)?.map(|(d, _)| (d, false)).unwrap_or((0.0, true));
+            let defaults: Option<Vec<Option<f64>>> = match a.get(2) {
+                Some(Value::Series(r)) if !r.is_empty() => Some(
+                    rows(r)
+                        .iter()
+                        .map(|row| row.iter().any(Option::is_some).then_some(d))
+                        .collect(),
+                ),
+                _ => None,
+            };
             Ok(map(a.series(0)?, |s| {
                 s.set_tag("transformNull", num_str(d, int));
-                s.name = format!("transformNull({},{})", s.name, g(d));
+                match &defaults {
+                    Some(defaults) if !defaults.is_empty() => {
+                        s.set_tag("referenceSeries", "1");
+                        s.name = format!("transformNull({},{},referenceSeries)", s.name, g(d));
+                        s.values = zip_longest(&s.values, defaults, |v, d| v.or(d));
+                    }
+                    _ => {
+                        if defaults.is_some() {
+                            s.set_tag("referenceSeries", "1");
+                            s.name = format!("transformNull({},{},referenceSeries)", s.name, g(d));
+                        } else {
+                            s.name = format!("transformNull({},{})", s.name, g(d));
+                        }
+                        s.values = s.values.iter().map(|v| Some(v.unwrap_or(d))).collect();
+                    }
+                }
                 s.path_expression = s.name.clone();
-                s.values = s.values.iter().map(|v| Some(v.unwrap_or(d))).collect();
             }))
         }
         "consolidateBy" => {
@@ -236,7 +260,9 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
             }))
         }
         "constantLine" => {
-            let (v, int) = a.required_number(0)?;
+            // Param type float: graphite-web converts the argument, so 100 names the series "100.0".
+            let (v, _) = a.required_number(0)?;
+            let int = false;
             let step = (ctx.end - ctx.start) / 2;
             let mut s = TimeSeries::new(&num_str(v, int), ctx.start, ctx.end, step, vec![Some(v); 3]);
             s.x_files_factor = ctx.x_files_factor;
