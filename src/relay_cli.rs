@@ -81,12 +81,14 @@ fn options(args: &RelayArgs, settings: &CarbonSettings, group: &'static str) -> 
     let spool_dir = if args.no_spill {
         None
     } else {
-        Some(args.spool_dir.clone().unwrap_or_else(|| {
-            match settings.unknown.get("RELAY_SPOOL_DIR") {
-                Some(carbide_config::carbon_conf::PyValue::Str(s)) if !s.is_empty() => PathBuf::from(s),
-                _ => PathBuf::from(&settings.storage_dir).join("relay-spool"),
-            }
-        }))
+        Some(
+            args.spool_dir
+                .clone()
+                .unwrap_or_else(|| match settings.unknown.get("RELAY_SPOOL_DIR") {
+                    Some(carbide_config::carbon_conf::PyValue::Str(s)) if !s.is_empty() => PathBuf::from(s),
+                    _ => PathBuf::from(&settings.storage_dir).join("relay-spool"),
+                }),
+        )
     };
     Options {
         spool_dir,
@@ -142,7 +144,13 @@ fn relay_router(settings: &CarbonSettings) -> Result<Router> {
     Ok(Router::from_settings(settings, rules, agg)?)
 }
 
-async fn run_until_signalled(settings: CarbonSettings, router: Router, role: Role, opts: Options, grace: Duration) -> Result<()> {
+async fn run_until_signalled(
+    settings: CarbonSettings,
+    router: Router,
+    role: Role,
+    opts: Options,
+    grace: Duration,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let running = start(&settings, router, role, opts).await?;
     let mut term = signal(SignalKind::terminate())?;
@@ -203,6 +211,12 @@ pub fn aggregator(args: RelayArgs) -> ExitCode {
         let mut opts = options(&args, &settings, "aggregator");
         opts.aggregation_rules_path = Some(PathBuf::from(&p));
         let grace = Duration::from_secs(args.shutdown_timeout);
-        runtime()?.block_on(run_until_signalled(settings, router, Role::Aggregator(buffers), opts, grace))
+        runtime()?.block_on(run_until_signalled(
+            settings,
+            router,
+            Role::Aggregator(buffers),
+            opts,
+            grace,
+        ))
     })())
 }

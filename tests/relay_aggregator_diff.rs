@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 const CARBON_AGGREGATOR: &str = "/usr/bin/carbon-aggregator";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Accepts connections and collects every line they send.
@@ -105,7 +109,11 @@ ENABLE_LOGROTATION = False
     );
     let c = dir.join("conf");
     std::fs::write(c.join("carbon.conf"), conf).unwrap();
-    std::fs::write(c.join("storage-schemas.conf"), "[default]\npattern = .*\nretentions = 1s:1h\n").unwrap();
+    std::fs::write(
+        c.join("storage-schemas.conf"),
+        "[default]\npattern = .*\nretentions = 1s:1h\n",
+    )
+    .unwrap();
     std::fs::write(c.join("aggregation-rules.conf"), RULES).unwrap();
     std::fs::write(c.join("rewrite-rules.conf"), REWRITE).unwrap();
     c.join("carbon.conf")
@@ -117,7 +125,10 @@ fn wait_port(port: u16, p: &mut Proc, what: &str) {
         if let Ok(Some(st)) = p.0.try_wait() {
             panic!("{what} exited ({st}) before listening");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{what} not listening on {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} not listening on {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -250,7 +261,11 @@ fn aggregator_matches_carbon_aggregator() {
     }
     let (c_agg, c_raw) = parse(&got_carbon.lock().unwrap());
     let (o_agg, o_raw) = parse(&got_ours.lock().unwrap());
-    assert!(c_agg.len() > 100, "carbon emitted only {} aggregates", c_agg.len());
+    assert!(
+        c_agg.len() > 100,
+        "carbon emitted only {} aggregates",
+        c_agg.len()
+    );
     assert_eq!(
         c_agg.keys().collect::<Vec<_>>(),
         o_agg.keys().collect::<Vec<_>>(),
@@ -260,17 +275,35 @@ fn aggregator_matches_carbon_aggregator() {
         assert!(close(*v, o_agg[k]), "{k:?}: carbon {v}, carbide {}", o_agg[k]);
     }
     // Every method appears.
-    for m in ["sum", "avg", "min", "max", "p50", "p75", "p80", "p90", "p95", "p99", "p999", "count"] {
-        assert!(c_agg.keys().any(|(n, _)| n.ends_with(&format!(".{m}"))), "no {m} output");
+    for m in [
+        "sum", "avg", "min", "max", "p50", "p75", "p80", "p90", "p95", "p99", "p999", "count",
+    ] {
+        assert!(
+            c_agg.keys().any(|(n, _)| n.ends_with(&format!(".{m}"))),
+            "no {m} output"
+        );
     }
-    assert!(c_agg.keys().any(|(n, _)| n == "all.a.b.c.total"), "<<field>> across dots");
-    assert_eq!(c_raw.keys().collect::<Vec<_>>(), o_raw.keys().collect::<Vec<_>>(), "forwarded names");
+    assert!(
+        c_agg.keys().any(|(n, _)| n == "all.a.b.c.total"),
+        "<<field>> across dots"
+    );
+    assert_eq!(
+        c_raw.keys().collect::<Vec<_>>(),
+        o_raw.keys().collect::<Vec<_>>(),
+        "forwarded names"
+    );
     for (k, v) in &c_raw {
         let o = &o_raw[k];
         assert_eq!(v.len(), o.len(), "{k:?}");
-        assert!(v.iter().zip(o).all(|(a, b)| close(*a, *b)), "{k:?}: {v:?} vs {o:?}");
+        assert!(
+            v.iter().zip(o).all(|(a, b)| close(*a, *b)),
+            "{k:?}: {v:?} vs {o:?}"
+        );
     }
-    assert!(c_raw.keys().any(|(n, _)| n.starts_with("h.prod.host")), "[post] rewrite applied");
+    assert!(
+        c_raw.keys().any(|(n, _)| n.starts_with("h.prod.host")),
+        "[post] rewrite applied"
+    );
 }
 
 #[test]

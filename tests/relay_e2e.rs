@@ -136,7 +136,11 @@ for m in lines[1:]:
         .unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "carbon router: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "carbon router: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -221,7 +225,8 @@ fn relay_replicates_by_carbon_ring_and_replays_a_down_cache_from_spill() {
                 caches.iter().zip(INSTANCES).all(|(c, inst)| {
                     let got = points_of(&c.whisper(), m, now());
                     if dests.contains(inst) {
-                        (0..upto).all(|k| got.get(&(base + k)) == Some(&value(metrics_index(&metrics, m, i), k)))
+                        (0..upto)
+                            .all(|k| got.get(&(base + k)) == Some(&value(metrics_index(&metrics, m, i), k)))
                     } else {
                         got.is_empty()
                     }
@@ -235,9 +240,16 @@ fn relay_replicates_by_carbon_ring_and_replays_a_down_cache_from_spill() {
     assert!(caches[1].stop(), "cache b did not stop");
     std::thread::sleep(Duration::from_millis(300));
     send_phase(relay.line, &metrics, base, 10..40, Duration::from_millis(50));
-    let spill = tmp.path().join("relay/spool/127_0_0_1:".to_string() + &ports[1].pickle.to_string() + ":b.spill");
+    let spill = tmp
+        .path()
+        .join("relay/spool/127_0_0_1:".to_string() + &ports[1].pickle.to_string() + ":b.spill");
     let spilled = std::fs::metadata(&spill).map(|m| m.len()).unwrap_or(0);
-    assert!(spilled > 0, "nothing spilled to {}; relay log:\n{}", spill.display(), relay.log());
+    assert!(
+        spilled > 0,
+        "nothing spilled to {}; relay log:\n{}",
+        spill.display(),
+        relay.log()
+    );
     // The others kept receiving while b was down.
     wait_until(Duration::from_secs(60), "a and c keep up while b is down", || {
         ours.iter().filter(|(_, d)| !d.contains("b")).all(|(m, _)| {
@@ -259,8 +271,12 @@ fn relay_replicates_by_carbon_ring_and_replays_a_down_cache_from_spill() {
         std::fs::metadata(&spill).map(|m| m.len()).unwrap_or(0) == 0
     });
     let log = relay.log();
-    assert!(log.contains("destination unreachable") || log.contains("send failed") || log.contains("closed the connection"),
-        "the outage is logged:\n{log}");
+    assert!(
+        log.contains("destination unreachable")
+            || log.contains("send failed")
+            || log.contains("closed the connection"),
+        "the outage is logged:\n{log}"
+    );
     drop(relay);
 }
 

@@ -69,7 +69,12 @@ pub struct Forward {
 
 impl Buffers {
     /// Buffers for `rules` with FORWARD_ALL, MAX_AGGREGATION_INTERVALS and the rewrite rules.
-    pub fn new(rules: Vec<AggregationRule>, rewrite: RewriteRules, forward_all: bool, max_intervals: u64) -> Buffers {
+    pub fn new(
+        rules: Vec<AggregationRule>,
+        rewrite: RewriteRules,
+        forward_all: bool,
+        max_intervals: u64,
+    ) -> Buffers {
         Buffers {
             rules,
             rewrite,
@@ -134,7 +139,8 @@ impl Buffers {
         if produced.is_empty() {
             self.misses += 1;
         }
-        let forward = (self.forward_all && !produced.contains(&name)).then(|| RewriteRules::apply(&self.rewrite.post, &name));
+        let forward = (self.forward_all && !produced.contains(&name))
+            .then(|| RewriteRules::apply(&self.rewrite.post, &name));
         Forward {
             name: forward,
             aggregated: produced.len(),
@@ -193,18 +199,34 @@ mod tests {
         assert!(out.is_empty(), "not due yet");
         b.tick(t0 + 10.0, &mut out);
         out.sort_by(|a, b| (&a.name, a.timestamp).cmp(&(&b.name, b.timestamp)));
-        let got: Vec<_> = out.iter().map(|o| (o.name.as_str(), o.timestamp, o.value)).collect();
+        let got: Vec<_> = out
+            .iter()
+            .map(|o| (o.name.as_str(), o.timestamp, o.value))
+            .collect();
         assert_eq!(
             got,
-            vec![("x.n", 990, 2.0), ("x.n", 1000, 1.0), ("x.sum", 990, 3.0), ("x.sum", 1000, 4.0)]
+            vec![
+                ("x.n", 990, 2.0),
+                ("x.n", 1000, 1.0),
+                ("x.sum", 990, 3.0),
+                ("x.sum", 1000, 4.0)
+            ]
         );
         out.clear();
         b.tick(t0 + 20.0, &mut out);
         assert!(out.is_empty(), "nothing new");
         b.input("x.3", 10.0, 992.0, t0 + 21.0);
         b.tick(t0 + 30.0, &mut out);
-        let sum: Vec<_> = out.iter().filter(|o| o.name == "x.sum").map(|o| (o.timestamp, o.value)).collect();
-        assert_eq!(sum, vec![(990, 13.0)], "all values of the interval, not just the late one");
+        let sum: Vec<_> = out
+            .iter()
+            .filter(|o| o.name == "x.sum")
+            .map(|o| (o.timestamp, o.value))
+            .collect();
+        assert_eq!(
+            sum,
+            vec![(990, 13.0)],
+            "all values of the interval, not just the late one"
+        );
     }
 
     #[test]
@@ -225,12 +247,30 @@ mod tests {
             true,
         );
         let f = b.input("pre.x.1", 1.0, 1000.0, 1000.0);
-        assert_eq!(f, Forward { name: Some("y.1".into()), aggregated: 1 });
+        assert_eq!(
+            f,
+            Forward {
+                name: Some("y.1".into()),
+                aggregated: 1
+            }
+        );
         // x.total matches <a>.* itself (a = x): carbon aggregates it into x.total and does not forward.
         let f = b.input("x.total", 1.0, 1000.0, 1000.0);
-        assert_eq!(f, Forward { name: None, aggregated: 1 });
+        assert_eq!(
+            f,
+            Forward {
+                name: None,
+                aggregated: 1
+            }
+        );
         let f = b.input("lonely", 1.0, 1000.0, 1000.0);
-        assert_eq!(f, Forward { name: Some("lonely".into()), aggregated: 0 });
+        assert_eq!(
+            f,
+            Forward {
+                name: Some("lonely".into()),
+                aggregated: 0
+            }
+        );
         assert_eq!(b.misses, 1);
     }
 }

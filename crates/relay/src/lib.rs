@@ -16,7 +16,7 @@
 //! - [`aggregate`]: carbon-aggregator's buffers per (output metric, interval), pure.
 //! - [`listen`]: line and pickle TCP receivers feeding a [`Sink`], with flow control.
 //! - [`service`]: the roles wired together: [`service::Relay`], [`service::Aggregator`], self-metrics.
-//! - [`error`]: [`RelayError`].
+//! - [`error`]: the start-up error type, [`RelayError`].
 
 pub mod aggregate;
 pub mod error;

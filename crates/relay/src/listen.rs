@@ -61,7 +61,9 @@ pub async fn run_tcp(
     limits: ReceiverLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,
@@ -94,7 +96,11 @@ pub async fn run_tcp(
     }
 }
 
-async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, shutdown: &mut watch::Receiver<bool>) -> std::io::Result<usize> {
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<usize> {
     if *shutdown.borrow() {
         return Ok(0);
     }

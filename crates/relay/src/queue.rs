@@ -126,7 +126,10 @@ impl DestQueue {
     fn drop_point(&self, st: &mut State, p: &Point, why: &str) {
         let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
-        if st.last_drop_log.is_none_or(|t| now.duration_since(t).as_secs() >= 1) {
+        if st
+            .last_drop_log
+            .is_none_or(|t| now.duration_since(t).as_secs() >= 1)
+        {
             st.last_drop_log = Some(now);
             tracing::warn!(destination = %self.name, metric = %p.name, dropped_total = n, "dropping point: {why}");
         }
@@ -144,8 +147,12 @@ impl DestQueue {
         {
             match spill.read_back(n - out.len(), out) {
                 Ok(0) => {}
-                Ok(bad) => tracing::warn!(destination = %self.name, bad, "unreadable lines in the spill file skipped"),
-                Err(e) => tracing::error!(destination = %self.name, error = %e, "reading the spill file failed"),
+                Ok(bad) => {
+                    tracing::warn!(destination = %self.name, bad, "unreadable lines in the spill file skipped")
+                }
+                Err(e) => {
+                    tracing::error!(destination = %self.name, error = %e, "reading the spill file failed")
+                }
             }
         }
     }

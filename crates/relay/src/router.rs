@@ -74,7 +74,9 @@ impl Router {
         let diverse_replicas = settings.diverse_replicas;
         Ok(match settings.relay_method {
             RelayMethod::Rules => Router::Rules {
-                rules: rules.ok_or_else(|| RelayError::Setting("RELAY_METHOD = rules needs relay-rules.conf".into()))?,
+                rules: rules.ok_or_else(|| {
+                    RelayError::Setting("RELAY_METHOD = rules needs relay-rules.conf".into())
+                })?,
                 destinations: settings.destinations.clone(),
             },
             RelayMethod::ConsistentHashing => Router::Ring {
@@ -101,9 +103,15 @@ impl Router {
                 let fast = settings.relay_method == RelayMethod::FastAggregatedHashing;
                 let hash = hash_type(settings, fast)?;
                 let algorithm = if fast {
-                    Algorithm::CarbonFast { hash, diverse_replicas }
+                    Algorithm::CarbonFast {
+                        hash,
+                        diverse_replicas,
+                    }
                 } else {
-                    Algorithm::Carbon { hash, diverse_replicas }
+                    Algorithm::Carbon {
+                        hash,
+                        diverse_replicas,
+                    }
                 };
                 Router::Aggregated {
                     ring: HashRing::build(algorithm, dests)?,
@@ -132,7 +140,11 @@ impl Router {
                 ring.route(metric.as_bytes(), *replicas, scratch);
                 out.extend(scratch.iter().map(|n| n.index()));
             }
-            Router::Aggregated { ring, replicas, rules } => {
+            Router::Aggregated {
+                ring,
+                replicas,
+                rules,
+            } => {
                 let names: Vec<String> = rules.iter().filter_map(|r| r.aggregate_metric(metric)).collect();
                 let mut union = Vec::new();
                 if names.is_empty() {
@@ -152,7 +164,8 @@ mod tests {
     use carbide_config::{ConfigEnv, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules};
 
     fn settings(extra: &str) -> CarbonSettings {
-        let text = format!("[relay]\nDESTINATIONS = 127.0.0.1:2004:a, 127.0.0.1:2104:b, 127.0.0.2:2204:c\n{extra}");
+        let text =
+            format!("[relay]\nDESTINATIONS = 127.0.0.1:2004:a, 127.0.0.1:2104:b, 127.0.0.2:2204:c\n{extra}");
         let env = ConfigEnv {
             graphite_root: "/tmp/g".into(),
             storage_dir: None,

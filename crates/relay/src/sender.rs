@@ -53,7 +53,11 @@ pub fn encode(batch: &[Point], format: WireFormat, int_timestamps: bool, out: &m
     match format {
         WireFormat::Pickle => {
             let payload = if int_timestamps {
-                encode_points(batch.iter().map(|p| (p.name.as_str(), p.timestamp as i64, p.value)))
+                encode_points(
+                    batch
+                        .iter()
+                        .map(|p| (p.name.as_str(), p.timestamp as i64, p.value)),
+                )
             } else {
                 encode_points(batch.iter().map(|p| (p.name.as_str(), p.timestamp, p.value)))
             };
@@ -216,7 +220,10 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![("a.b".to_string(), 1.5, 1_700_000_000.0), ("c".to_string(), 2.0, 1_700_000_010.0)]
+            vec![
+                ("a.b".to_string(), 1.5, 1_700_000_000.0),
+                ("c".to_string(), 2.0, 1_700_000_010.0)
+            ]
         );
     }
 }

@@ -212,7 +212,7 @@ impl Running {
             o.abort();
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline && self.outputs.queues.iter().any(|q| q.len() > 0) {
+        while tokio::time::Instant::now() < deadline && self.outputs.queues.iter().any(|q| !q.is_empty()) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for s in self.senders {
@@ -236,7 +236,11 @@ impl Running {
 }
 
 /// Builds the destination queues (opening spill files) and the sender configs.
-pub fn build_outputs(settings: &CarbonSettings, router: Router, opts: &Options) -> Result<(Arc<Outputs>, Vec<SenderConfig>), RelayError> {
+pub fn build_outputs(
+    settings: &CarbonSettings,
+    router: Router,
+    opts: &Options,
+) -> Result<(Arc<Outputs>, Vec<SenderConfig>), RelayError> {
     if settings.destinations.is_empty() {
         return Err(RelayError::Setting("DESTINATIONS is empty".into()));
     }
@@ -258,10 +262,12 @@ pub fn build_outputs(settings: &CarbonSettings, router: Router, opts: &Options) 
         let spill = match &opts.spool_dir {
             Some(dir) => {
                 let path = dir.join(format!("{}.spill", dest_metric_name(d)));
-                Some(Spill::open(&path, opts.spill_max_bytes).map_err(|source| RelayError::Io {
-                    what: format!("spill file {}", path.display()),
-                    source,
-                })?)
+                Some(
+                    Spill::open(&path, opts.spill_max_bytes).map_err(|source| RelayError::Io {
+                        what: format!("spill file {}", path.display()),
+                        source,
+                    })?,
+                )
             }
             None => None,
         };
@@ -271,7 +277,11 @@ pub fn build_outputs(settings: &CarbonSettings, router: Router, opts: &Options) 
             tracing::info!(destination = %name, points = s.pending(), "replaying points spilled by an earlier run");
         }
         queues.push(Arc::new(DestQueue::new(name, max, spill)));
-        let host = if d.host.contains(':') { format!("[{}]", d.host) } else { d.host.clone() };
+        let host = if d.host.contains(':') {
+            format!("[{}]", d.host)
+        } else {
+            d.host.clone()
+        };
         configs.push(SenderConfig {
             addr: format!("{host}:{}", d.port),
             format,
@@ -292,11 +302,17 @@ pub fn build_outputs(settings: &CarbonSettings, router: Router, opts: &Options) 
 }
 
 async fn bind(iface: &str, port: u16) -> Result<TcpListener, RelayError> {
-    let host = if iface.contains(':') { format!("[{iface}]") } else { iface.to_string() };
-    TcpListener::bind(format!("{host}:{port}")).await.map_err(|source| RelayError::Io {
-        what: format!("binding {host}:{port}"),
-        source,
-    })
+    let host = if iface.contains(':') {
+        format!("[{iface}]")
+    } else {
+        iface.to_string()
+    };
+    TcpListener::bind(format!("{host}:{port}"))
+        .await
+        .map_err(|source| RelayError::Io {
+            what: format!("binding {host}:{port}"),
+            source,
+        })
 }
 
 /// Which role [`start`] runs.
@@ -309,7 +325,12 @@ pub enum Role {
 
 /// Starts a role on the current tokio runtime: receivers on LINE_RECEIVER_* and
 /// PICKLE_RECEIVER_* (port 0 picks a free one), senders, self-metrics, and the aggregator's clock.
-pub async fn start(settings: &CarbonSettings, router: Router, role: Role, opts: Options) -> Result<Running, RelayError> {
+pub async fn start(
+    settings: &CarbonSettings,
+    router: Router,
+    role: Role,
+    opts: Options,
+) -> Result<Running, RelayError> {
     let (outputs, configs) = build_outputs(settings, router, &opts)?;
     let (tx, rx) = watch::channel(false);
     let mut senders = Vec::new();
@@ -343,7 +364,7 @@ pub async fn start(settings: &CarbonSettings, router: Router, role: Role, opts: 
                     iv.tick().await;
                     t.tick();
                     n += 1;
-                    if n % 100 == 0
+                    if n.is_multiple_of(100)
                         && let Some(p) = &rules_path
                     {
                         reload_rules(&t, p, &mut seen);
@@ -366,8 +387,16 @@ pub async fn start(settings: &CarbonSettings, router: Router, role: Role, opts: 
     let mut line_addr = None;
     let mut pickle_addr = None;
     for (iface, port, wire) in [
-        (&settings.line_receiver_interface, settings.line_receiver_port, Wire::Line),
-        (&settings.pickle_receiver_interface, settings.pickle_receiver_port, Wire::Pickle),
+        (
+            &settings.line_receiver_interface,
+            settings.line_receiver_port,
+            Wire::Line,
+        ),
+        (
+            &settings.pickle_receiver_interface,
+            settings.pickle_receiver_port,
+            Wire::Pickle,
+        ),
     ] {
         let l = bind(iface, port).await?;
         let addr = l.local_addr().ok();
@@ -381,10 +410,20 @@ pub async fn start(settings: &CarbonSettings, router: Router, role: Role, opts: 
     }
     if settings.carbon_metric_interval > 0 {
         let every = Duration::from_secs(settings.carbon_metric_interval);
-        let base = format!("{}.{}.{}", settings.carbon_metric_prefix, opts.metric_group, opts.metric_host);
+        let base = format!(
+            "{}.{}.{}",
+            settings.carbon_metric_prefix, opts.metric_group, opts.metric_host
+        );
         let names: Vec<String> = settings.destinations.iter().map(dest_metric_name).collect();
         let outputs2 = outputs.clone();
-        others.push(tokio::spawn(self_metrics(base, names, outputs2, input_stats, aggregator, every)));
+        others.push(tokio::spawn(self_metrics(
+            base,
+            names,
+            outputs2,
+            input_stats,
+            aggregator,
+            every,
+        )));
     }
     Ok(Running {
         line_addr,
@@ -421,21 +460,60 @@ async fn self_metrics(
         for (q, n) in outputs.queues.iter().zip(&names) {
             let s = &q.stats;
             let d = format!("destinations.{n}");
-            delta(format!("{d}.attemptedRelays"), s.attempted.load(Ordering::Relaxed), &mut pts);
+            delta(
+                format!("{d}.attemptedRelays"),
+                s.attempted.load(Ordering::Relaxed),
+                &mut pts,
+            );
             delta(format!("{d}.sent"), s.sent.load(Ordering::Relaxed), &mut pts);
-            delta(format!("{d}.fullQueueDrops"), s.dropped.load(Ordering::Relaxed), &mut pts);
-            delta(format!("{d}.spilled"), s.spilled.load(Ordering::Relaxed), &mut pts);
-            delta(format!("{d}.sendFailures"), s.send_failures.load(Ordering::Relaxed), &mut pts);
-            delta(format!("{d}.connectFailures"), s.connect_failures.load(Ordering::Relaxed), &mut pts);
+            delta(
+                format!("{d}.fullQueueDrops"),
+                s.dropped.load(Ordering::Relaxed),
+                &mut pts,
+            );
+            delta(
+                format!("{d}.spilled"),
+                s.spilled.load(Ordering::Relaxed),
+                &mut pts,
+            );
+            delta(
+                format!("{d}.sendFailures"),
+                s.send_failures.load(Ordering::Relaxed),
+                &mut pts,
+            );
+            delta(
+                format!("{d}.connectFailures"),
+                s.connect_failures.load(Ordering::Relaxed),
+                &mut pts,
+            );
             pts.push((format!("{d}.queued"), q.len() as f64));
             pts.push((format!("{d}.spillQueued"), q.spilled_pending() as f64));
-            pts.push((format!("{d}.connected"), if s.connected.load(Ordering::Relaxed) { 1.0 } else { 0.0 }));
+            pts.push((
+                format!("{d}.connected"),
+                if s.connected.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                },
+            ));
         }
-        delta("unroutedDatapoints".into(), outputs.unrouted.load(Ordering::Relaxed), &mut pts);
-        delta("metricsReceived".into(), input.received.load(Ordering::Relaxed), &mut pts);
+        delta(
+            "unroutedDatapoints".into(),
+            outputs.unrouted.load(Ordering::Relaxed),
+            &mut pts,
+        );
+        delta(
+            "metricsReceived".into(),
+            input.received.load(Ordering::Relaxed),
+            &mut pts,
+        );
         delta("badInput".into(), input.bad.load(Ordering::Relaxed), &mut pts);
         if let Some(a) = &aggregator {
-            delta("aggregateDatapointsSent".into(), a.emitted.load(Ordering::Relaxed), &mut pts);
+            delta(
+                "aggregateDatapointsSent".into(),
+                a.emitted.load(Ordering::Relaxed),
+                &mut pts,
+            );
             pts.push(("allocatedBuffers".into(), a.buffers.lock().len() as f64));
         }
         for (k, v) in pts {

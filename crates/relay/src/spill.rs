@@ -96,10 +96,12 @@ impl Spill {
         if self.written + line.len() as u64 > self.max_bytes {
             return Err(SpillError::Full(self.path.clone()));
         }
-        self.writer.write_all(line.as_bytes()).map_err(|source| SpillError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|source| SpillError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.written += line.len() as u64;
         self.pending += 1;
         Ok(())

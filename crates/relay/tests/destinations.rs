@@ -4,6 +4,8 @@
 //! new connection, and the relay goes on (only what the stalled peer's kernel buffers had already
 //! taken is lost with that connection, as with carbon).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -28,7 +30,9 @@ fn settings(dests: &str, extra: &str) -> CarbonSettings {
         storage_dir: None,
         home: None,
     };
-    parse_carbon_conf("carbon.conf", &text, "relay", None, &env).unwrap().0
+    parse_carbon_conf("carbon.conf", &text, "relay", None, &env)
+        .unwrap()
+        .0
 }
 
 async fn relay(s: &CarbonSettings, spool: Option<std::path::PathBuf>, stall: Duration) -> Running {
@@ -52,7 +56,9 @@ async fn relay(s: &CarbonSettings, spool: Option<std::path::PathBuf>, stall: Dur
 
 async fn send_lines(r: &Running, n: usize) {
     use tokio::io::AsyncWriteExt;
-    let mut s = tokio::net::TcpStream::connect(r.line_addr.unwrap()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(r.line_addr.unwrap())
+        .await
+        .unwrap();
     let mut buf = String::new();
     for i in 0..n {
         buf.push_str(&format!("m.{} {i} 1700000000\n", i % 50));
@@ -74,7 +80,11 @@ async fn wait(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +135,10 @@ async fn unreachable_destination_without_spill_drops_and_counts() {
 }
 
 /// A destination whose first connection is accepted and never read; later ones are read fully.
-fn stalling_destination() -> (u16, Arc<Mutex<Vec<(String, f64)>>>) {
+/// What a test destination received: (metric, value) in arrival order.
+type Received = Arc<Mutex<Vec<(String, f64)>>>;
+
+fn stalling_destination() -> (u16, Received) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -150,7 +163,11 @@ fn stalling_destination() -> (u16, Arc<Mutex<Vec<(String, f64)>>>) {
                     buf.extend_from_slice(&chunk[..k]);
                     let mut at = 0;
                     while let Ok(Some(f)) = decode_frame(&buf[at..], 1 << 24) {
-                        for p in decode_points(f.payload, 0.0, &Limits::default()).unwrap().into_iter().flatten() {
+                        for p in decode_points(f.payload, 0.0, &Limits::default())
+                            .unwrap()
+                            .into_iter()
+                            .flatten()
+                        {
                             out.lock().unwrap().push((p.name, p.value));
                         }
                         at += f.consumed;
@@ -168,7 +185,10 @@ fn stalling_destination() -> (u16, Arc<Mutex<Vec<(String, f64)>>>) {
 async fn stalled_destination_is_detected_and_the_relay_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (port, got) = stalling_destination();
-    let s = settings(&format!("127.0.0.1:{port}"), "MAX_QUEUE_SIZE = 20000\nMAX_DATAPOINTS_PER_MESSAGE = 500\n");
+    let s = settings(
+        &format!("127.0.0.1:{port}"),
+        "MAX_QUEUE_SIZE = 20000\nMAX_DATAPOINTS_PER_MESSAGE = 500\n",
+    );
     let r = relay(&s, Some(dir.path().to_path_buf()), Duration::from_secs(1)).await;
     let n = 1_000_000;
     send_lines(&r, n).await;
@@ -177,12 +197,20 @@ async fn stalled_destination_is_detected_and_the_relay_goes_on() {
         q.stats.send_failures.load(Ordering::Relaxed) > 0
     })
     .await;
-    wait(Duration::from_secs(120), "the queue and spill delivered on the new connection", || {
-        q.is_empty() && got.lock().unwrap().iter().any(|(_, v)| *v as usize == n - 1)
-    })
+    wait(
+        Duration::from_secs(120),
+        "the queue and spill delivered on the new connection",
+        || q.is_empty() && got.lock().unwrap().iter().any(|(_, v)| *v as usize == n - 1),
+    )
     .await;
     assert_eq!(q.stats.dropped.load(Ordering::Relaxed), 0);
-    let distinct = got.lock().unwrap().iter().map(|(_, v)| *v as u64).collect::<HashSet<_>>().len();
+    let distinct = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, v)| *v as u64)
+        .collect::<HashSet<_>>()
+        .len();
     let sent = q.stats.sent.load(Ordering::Relaxed) as usize;
     assert!(distinct > n / 2, "only {distinct} of {n} arrived");
     assert!(sent >= distinct, "sent {sent} counts every point written");
