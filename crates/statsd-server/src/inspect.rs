@@ -136,10 +136,8 @@ fn group(output: Vec<String>, indent: usize, more: bool) -> Vec<String> {
         tmp.push(s);
         i += columns;
     }
-    if more {
-        if let Some(last) = output.last() {
-            tmp.push(last.clone());
-        }
+    if more && let Some(last) = output.last() {
+        tmp.push(last.clone());
     }
     tmp
 }

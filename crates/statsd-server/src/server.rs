@@ -368,10 +368,11 @@ impl StatsdServer {
         }
         if let Some(mut addr) = options.tcp {
             // Same port as UDP when both asked for port 0.
-            if addr.port() == 0 && options.udp.map(|u| u.port()) == Some(0) {
-                if let Some(u) = server.udp {
-                    addr.set_port(u.port());
-                }
+            if addr.port() == 0
+                && options.udp.map(|u| u.port()) == Some(0)
+                && let Some(u) = server.udp
+            {
+                addr.set_port(u.port());
             }
             let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
             server.tcp = listener.local_addr().ok();

@@ -64,10 +64,10 @@ fn value<'a>(payload: &'a str, name: &str) -> Option<&'a str> {
 fn flush_with(rx: &mpsc::Receiver<String>, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Ok(p) = rx.recv_timeout(Duration::from_millis(200)) {
-            if value(&p, name).is_some_and(|v| v != "0") {
-                return p;
-            }
+        if let Ok(p) = rx.recv_timeout(Duration::from_millis(200))
+            && value(&p, name).is_some_and(|v| v != "0")
+        {
+            return p;
         }
     }
     panic!("no flush carried {name}");
