@@ -283,3 +283,36 @@ fn relay_replicates_by_carbon_ring_and_replays_a_down_cache_from_spill() {
 fn metrics_index(metrics: &[String], m: &str, _hint: usize) -> usize {
     metrics.iter().position(|x| x == m).unwrap()
 }
+
+#[test]
+fn malformed_relay_rules_name_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().display();
+    std::fs::write(
+        tmp.path().join("carbon.conf"),
+        format!(
+            "[relay]\nSTORAGE_DIR = {d}/\nLINE_RECEIVER_PORT = {}\nPICKLE_RECEIVER_PORT = {}\n\
+             RELAY_METHOD = rules\nDESTINATIONS = 127.0.0.1:2004\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("relay-rules.conf"),
+        "[default]\ndefault = true\ndestinations = 127.0.0.1:2004\n\n[bad]\npattern = (unclosed\ndestinations = 127.0.0.1:2004\n",
+    )
+    .unwrap();
+    let out = Command::new(carbide_exe())
+        .arg("relay")
+        .arg("-c")
+        .arg(tmp.path().join("carbon.conf"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("relay-rules.conf:"),
+        "names the file and line: {err}"
+    );
+}
