@@ -14,6 +14,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod relay_cli;
 mod roles;
 mod statsd_cli;
+mod web_cli;
 mod whisper_cli;
 
 /// The Graphite metrics stack as one binary.
@@ -35,6 +36,8 @@ enum Command {
     Relay(relay_cli::RelayArgs),
     /// carbon-aggregator: buffer and aggregate by aggregation-rules.conf, forward the results.
     Aggregator(relay_cli::RelayArgs),
+    /// graphite-web: the HTTP render/find API over a whisper tree (Grafana's Graphite datasource).
+    Web(web_cli::WebArgs),
     /// Whisper file tools, argument-compatible with the whisper-*.py scripts.
     #[command(subcommand)]
     Whisper(whisper_cli::WhisperCommand),
@@ -75,6 +78,10 @@ fn main() -> ExitCode {
         Command::Aggregator(args) => {
             roles::init_logging();
             relay_cli::aggregator(args)
+        }
+        Command::Web(args) => {
+            roles::init_logging();
+            web_cli::run(args)
         }
         Command::Cache(args) => {
             roles::init_logging();

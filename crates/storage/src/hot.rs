@@ -78,10 +78,10 @@ pub fn merge_hot_points(
         if i < 0 {
             continue;
         }
-        if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
-            if v.is_some() {
-                *slot = v;
-            }
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i))
+            && v.is_some()
+        {
+            *slot = v;
         }
     }
 }
