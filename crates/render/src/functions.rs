@@ -365,15 +365,15 @@ fn non_negative_delta(
     max: Option<f64>,
     min: Option<f64>,
 ) -> (Option<f64>, Option<f64>) {
-    if let (Some(m), Some(v)) = (max, val) {
-        if v > m {
-            return (None, None);
-        }
+    if let (Some(m), Some(v)) = (max, val)
+        && v > m
+    {
+        return (None, None);
     }
-    if let (Some(m), Some(v)) = (min, val) {
-        if v < m {
-            return (None, None);
-        }
+    if let (Some(m), Some(v)) = (min, val)
+        && v < m
+    {
+        return (None, None);
     }
     let (Some(p), Some(v)) = (prev, val) else {
         return (None, val);
@@ -397,11 +397,12 @@ fn keep_last_value(values: &mut [Option<f64>], limit: f64) {
         match values[i] {
             None => nones += 1,
             Some(v) => {
-                if nones > 0 && (nones as f64) <= limit {
-                    if let Some(l) = last {
-                        for slot in &mut values[i - nones..i] {
-                            *slot = Some(l);
-                        }
+                if nones > 0
+                    && (nones as f64) <= limit
+                    && let Some(l) = last
+                {
+                    for slot in &mut values[i - nones..i] {
+                        *slot = Some(l);
                     }
                 }
                 nones = 0;
@@ -409,18 +410,22 @@ fn keep_last_value(values: &mut [Option<f64>], limit: f64) {
             }
         }
     }
-    if nones > 0 && (nones as f64) <= limit {
-        if let Some(l) = last {
-            let n = values.len();
-            for slot in &mut values[n - nones..] {
-                *slot = Some(l);
-            }
+    if nones > 0
+        && (nones as f64) <= limit
+        && let Some(l) = last
+    {
+        let n = values.len();
+        for slot in &mut values[n - nones..] {
+            *slot = Some(l);
         }
     }
 }
 
+/// An aggregation over one row of values (None where a series has no value).
+pub type AggFn = fn(&[Option<f64>]) -> Option<f64>;
+
 /// graphite-web's aggregation functions (`functions/aggfuncs.py`) over one row.
-pub fn agg_func(name: &str) -> Option<fn(&[Option<f64>]) -> Option<f64>> {
+pub fn agg_func(name: &str) -> Option<AggFn> {
     fn usable(row: &[Option<f64>]) -> Vec<f64> {
         row.iter().flatten().copied().collect()
     }
@@ -439,7 +444,7 @@ pub fn agg_func(name: &str) -> Option<fn(&[Option<f64>]) -> Option<f64>> {
             }
             u.sort_by(f64::total_cmp);
             let mid = u.len() / 2;
-            Some(if u.len() % 2 == 0 {
+            Some(if u.len().is_multiple_of(2) {
                 (u[mid - 1] + u[mid]) / 2.0
             } else {
                 u[mid]
@@ -1012,11 +1017,11 @@ pub fn python_replacement(rep: &str) -> String {
             '\\' => match chars.next() {
                 Some(d) if d.is_ascii_digit() => {
                     let mut num = String::from(d);
-                    if let Some(&e) = chars.peek() {
-                        if e.is_ascii_digit() {
-                            num.push(e);
-                            chars.next();
-                        }
+                    if let Some(&e) = chars.peek()
+                        && e.is_ascii_digit()
+                    {
+                        num.push(e);
+                        chars.next();
                     }
                     out.push_str(&format!("${{{num}}}"));
                 }

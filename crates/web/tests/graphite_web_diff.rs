@@ -1,6 +1,7 @@
 //! Differential tests: the same whisper tree and the same `now`, served by graphite-web 1.1.8
 //! (gunicorn, started here on a free loopback port) and by carbide's web API; the JSON answers are
 //! compared. Fails, naming scripts/install-test-deps.sh, when graphite-web or gunicorn is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail loudly
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
