@@ -57,6 +57,26 @@ fn fetched_json(f: &Option<Fetched>) -> Value {
     }
 }
 
+/// The layout as the retention list the library takes.
+fn retentions(layout: &[(u32, u32)]) -> Vec<Retention> {
+    layout
+        .iter()
+        .map(|&(s, p)| Retention {
+            seconds_per_point: s,
+            points: p,
+        })
+        .collect()
+}
+
+/// The longest retention of a layout, in seconds (whisper's maxRetention).
+fn max_retention(layout: &[(u32, u32)]) -> i64 {
+    layout
+        .iter()
+        .map(|&(s, p)| i64::from(s) * i64::from(p))
+        .max()
+        .unwrap_or(0)
+}
+
 /// A random archive list that passes validateArchiveList, small enough to wrap often.
 fn random_layout(rng: &mut StdRng) -> Vec<(u32, u32)> {
     let n = rng.random_range(1..=4);
@@ -129,21 +149,11 @@ fn random_streams_give_identical_files_and_fetches() {
         let method = METHODS[rng.random_range(0..8)];
         let xff = [0.0, 0.1, 0.5, 0.75, 1.0][rng.random_range(0..5)];
         let sparse = rng.random_bool(0.3);
-        let max_ret = layout
-            .iter()
-            .map(|&(s, p)| i64::from(s) * i64::from(p))
-            .max()
-            .unwrap();
+        let max_ret = max_retention(&layout);
         let mut now: i64 = 1_700_000_000 + rng.random_range(0..100_000);
 
         let path = rs_dir.join("a.wsp");
-        let archives: Vec<Retention> = layout
-            .iter()
-            .map(|&(s, p)| Retention {
-                seconds_per_point: s,
-                points: p,
-            })
-            .collect();
+        let archives = retentions(&layout);
         let opts = CreateOptions {
             x_files_factor: xff,
             aggregation: method.parse::<AggregationMethod>().unwrap(),
@@ -270,18 +280,8 @@ fn merge_diff_fill_set_aggregation_match() {
         std::fs::create_dir_all(&py_dir).unwrap();
         std::fs::create_dir_all(&rs_dir).unwrap();
         let layout = random_layout(&mut rng);
-        let max_ret = layout
-            .iter()
-            .map(|&(s, p)| i64::from(s) * i64::from(p))
-            .max()
-            .unwrap();
-        let archives: Vec<Retention> = layout
-            .iter()
-            .map(|&(s, p)| Retention {
-                seconds_per_point: s,
-                points: p,
-            })
-            .collect();
+        let max_ret = max_retention(&layout);
+        let archives = retentions(&layout);
         let now: i64 = 1_700_000_000 + rng.random_range(0..100_000);
         let mut ops = Vec::new();
         let mut results = Vec::new();
@@ -364,25 +364,9 @@ fn resize_matches_whisper_resize() {
         std::fs::create_dir_all(&rs_dir).unwrap();
         let layout = random_layout(&mut rng);
         let new_layout = random_layout(&mut rng);
-        let max_ret = layout
-            .iter()
-            .map(|&(s, p)| i64::from(s) * i64::from(p))
-            .max()
-            .unwrap();
-        let archives: Vec<Retention> = layout
-            .iter()
-            .map(|&(s, p)| Retention {
-                seconds_per_point: s,
-                points: p,
-            })
-            .collect();
-        let new_archives: Vec<Retention> = new_layout
-            .iter()
-            .map(|&(s, p)| Retention {
-                seconds_per_point: s,
-                points: p,
-            })
-            .collect();
+        let max_ret = max_retention(&layout);
+        let archives = retentions(&layout);
+        let new_archives = retentions(&new_layout);
         let now: i64 = 1_700_000_000 + rng.random_range(0..100_000);
         let aggregate = rng.random_bool(0.5);
         let method = if rng.random_bool(0.5) {
