@@ -71,19 +71,24 @@ impl Ingest {
         *self.lists.write() = Arc::new(lists);
     }
 
-    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
-    pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
-        let lists = self.lists.read().clone();
-        if let Some(bl) = &lists.blacklist
-            && bl.contains(name)
-        {
+    /// Blacklist, then whitelist, counting refusals. The read guard is held only for the match, with
+    /// no Arc clone: this runs once per received point.
+    fn passes_lists(&self, name: &str) -> bool {
+        let lists = self.lists.read();
+        if lists.blacklist.as_ref().is_some_and(|bl| bl.contains(name)) {
             self.stats.blacklist_matches.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        if let Some(wl) = &lists.whitelist
-            && !wl.contains(name)
-        {
+        if lists.whitelist.as_ref().is_some_and(|wl| !wl.contains(name)) {
             self.stats.whitelist_rejects.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
+    pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
+        if !self.passes_lists(name) {
             return false;
         }
         let name = if name.contains(';') || name.contains('{') {
@@ -116,5 +121,35 @@ impl Ingest {
         let shown = String::from_utf8_lossy(&line[..line.len().min(400)]).into_owned();
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::warn!(peer, line = %shown, error = %why, suppressed, "invalid line received");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carbide_cache::CacheConfig;
+    use carbide_config::parse_regex_list;
+
+    #[test]
+    fn blacklist_then_whitelist_then_cache() {
+        let ingest = Ingest::new(Arc::new(Cache::new(CacheConfig::default())));
+        let list = |text: &str| parse_regex_list("test.conf", text).map(|l| l.0).ok();
+        ingest.set_lists(Lists {
+            blacklist: list("^secret\\.\n"),
+            whitelist: list("^app\\.\n^secret\\.\n"),
+        });
+        assert!(ingest.point("app.requests", 1.0, 100.0));
+        assert!(
+            !ingest.point("secret.key", 1.0, 100.0),
+            "blacklist wins over the whitelist"
+        );
+        assert!(!ingest.point("other.metric", 1.0, 100.0));
+        assert_eq!(ingest.stats.blacklist_matches.load(Ordering::Relaxed), 1);
+        assert_eq!(ingest.stats.whitelist_rejects.load(Ordering::Relaxed), 1);
+        assert_eq!(ingest.cache.get("app.requests"), vec![(100, 1.0)]);
+        assert!(ingest.cache.get("secret.key").is_empty() && ingest.cache.get("other.metric").is_empty());
+        // Tagged names are stored in carbon's normal form; float timestamps truncate as int() does.
+        assert!(ingest.point("app.cpu;host=a;dc=x", 2.0, 200.9));
+        assert_eq!(ingest.cache.get("app.cpu;dc=x;host=a"), vec![(200, 2.0)]);
     }
 }
