@@ -20,7 +20,7 @@ pub struct Param {
     pub options: &'static [&'static str],
 }
 
-const fn p(name: &'static str, kind: &'static str) -> Param {
+pub(crate) const fn p(name: &'static str, kind: &'static str) -> Param {
     Param {
         name,
         kind,
@@ -30,20 +30,20 @@ const fn p(name: &'static str, kind: &'static str) -> Param {
         options: &[],
     }
 }
-const fn req(name: &'static str, kind: &'static str) -> Param {
+pub(crate) const fn req(name: &'static str, kind: &'static str) -> Param {
     Param {
         required: true,
         ..p(name, kind)
     }
 }
-const fn multi(name: &'static str, kind: &'static str, required: bool) -> Param {
+pub(crate) const fn multi(name: &'static str, kind: &'static str, required: bool) -> Param {
     Param {
         required,
         multiple: true,
         ..p(name, kind)
     }
 }
-const fn def(name: &'static str, kind: &'static str, default: &'static str) -> Param {
+pub(crate) const fn def(name: &'static str, kind: &'static str, default: &'static str) -> Param {
     Param {
         default: Some(default),
         ..p(name, kind)
@@ -61,10 +61,11 @@ pub struct FunctionInfo {
     pub params: &'static [Param],
 }
 
-const SL: Param = req("seriesList", "seriesList");
-const SLS: Param = multi("seriesLists", "seriesList", true);
-const N: Param = req("n", "integer");
-const CONSOLIDATE_OPTIONS: &[&str] = &["sum", "average", "avg", "avg_zero", "min", "max", "first", "last"];
+pub(crate) const SL: Param = req("seriesList", "seriesList");
+pub(crate) const SLS: Param = multi("seriesLists", "seriesList", true);
+pub(crate) const N: Param = req("n", "integer");
+pub(crate) const CONSOLIDATE_OPTIONS: &[&str] =
+    &["sum", "average", "avg", "avg_zero", "min", "max", "first", "last"];
 
 /// Every function the evaluator knows, in graphite-web's order of groups.
 pub const FUNCTIONS: &[FunctionInfo] = &[
@@ -273,7 +274,7 @@ pub const FUNCTIONS: &[FunctionInfo] = &[
 
 /// Looks a function up by name.
 pub fn function(name: &str) -> Option<&'static FunctionInfo> {
-    FUNCTIONS.iter().find(|f| f.name == name)
+    crate::functions::all().find(|f| f.name == name)
 }
 
 fn param_json(p: &Param) -> Value {
@@ -318,7 +319,7 @@ pub fn function_json(f: &FunctionInfo) -> Value {
 /// The whole `/functions` answer as JSON text, with Infinity written `1e9999` as graphite-web does.
 pub fn functions_json_text() -> String {
     let mut m = Map::new();
-    for f in FUNCTIONS {
+    for f in crate::functions::all() {
         m.insert(f.name.to_string(), function_json(f));
     }
     Value::Object(m).to_string().replace("\"__INF__\"", "1e9999")

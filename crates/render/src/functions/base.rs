@@ -1,105 +1,24 @@
-//! graphite-web's render functions, each written from its behaviour in `render/functions.py` 1.1.8:
-//! the same names, tags and values, so Grafana panels read the same.
+//! The first functions written (the ones Grafana dashboards use most), and the helpers the other
+//! groups share: aggregation functions, normalisation, node keys, Python's regex replacements.
 
 use carbide_query::attime::parse_time_offset;
 use carbide_query::grammar::{Arg, Call, Expr, parse_target_lenient};
 
 use crate::RenderError;
-use crate::catalog::{self, FunctionInfo};
 use crate::eval::{Context, Value, first_arg};
+
+use super::Args;
 use crate::pyfmt::{g, num_str};
 use crate::series::{TimeSeries, py_max, py_min, set_tag};
 
-/// Evaluated arguments of one call, addressed by position or by graphite-web's parameter name.
-struct Args {
-    pos: Vec<Value>,
-    kw: Vec<(String, Value)>,
-    info: &'static FunctionInfo,
-}
-
-impl Args {
-    fn get(&self, i: usize) -> Option<&Value> {
-        if let Some(v) = self.pos.get(i) {
-            return Some(v);
-        }
-        let name = self.info.params.get(i)?.name;
-        self.kw.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
-    }
-
-    fn bad(&self, what: &str) -> RenderError {
-        RenderError::BadArgument(format!("{}: {what}", self.info.name))
-    }
-
-    fn series(&self, i: usize) -> Result<Vec<TimeSeries>, RenderError> {
-        match self.get(i) {
-            Some(Value::Series(s)) => Ok(s.clone()),
-            _ => Err(self.bad(&format!("argument {} must be a seriesList", i + 1))),
-        }
-    }
-
-    /// A number with whether it was written as an integer (names print it as Python's `str`).
-    fn number(&self, i: usize) -> Result<Option<(f64, bool)>, RenderError> {
-        match self.get(i) {
-            None | Some(Value::None) => Ok(None),
-            Some(Value::Int(n)) => Ok(Some((*n as f64, true))),
-            Some(Value::Float(f)) => Ok(Some((*f, false))),
-            Some(Value::Bool(b)) => Ok(Some((f64::from(u8::from(*b)), true))),
-            _ => Err(self.bad(&format!("argument {} must be a number", i + 1))),
-        }
-    }
-
-    fn required_number(&self, i: usize) -> Result<(f64, bool), RenderError> {
-        self.number(i)?
-            .ok_or_else(|| self.bad(&format!("missing argument {}", i + 1)))
-    }
-
-    fn string(&self, i: usize) -> Result<Option<String>, RenderError> {
-        match self.get(i) {
-            None | Some(Value::None) => Ok(None),
-            Some(Value::Str(s)) => Ok(Some(s.clone())),
-            _ => Err(self.bad(&format!("argument {} must be a string", i + 1))),
-        }
-    }
-
-    fn required_string(&self, i: usize) -> Result<String, RenderError> {
-        self.string(i)?
-            .ok_or_else(|| self.bad(&format!("missing argument {}", i + 1)))
-    }
-
-    fn boolean(&self, i: usize, default: bool) -> bool {
-        match self.get(i) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Int(n)) => *n != 0,
-            _ => default,
-        }
-    }
-
-    fn count(&self, i: usize) -> Result<usize, RenderError> {
-        let (n, _) = self.required_number(i)?;
-        Ok(if n <= 0.0 { 0 } else { n as usize })
-    }
-}
-
-/// Calls a function by name.
-pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderError> {
-    let info =
-        catalog::function(&call.name).ok_or_else(|| RenderError::UnknownFunction(call.name.clone()))?;
-    let pos = call
-        .args
-        .iter()
-        .map(|a| ctx.value(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let kw = call
-        .kwargs
-        .iter()
-        .map(|(k, a)| Ok((k.clone(), ctx.value(a)?)))
-        .collect::<Result<Vec<_>, RenderError>>()?;
-    let a = Args { pos, kw, info };
+/// Runs one of the functions listed in [`catalog::FUNCTIONS`].
+pub(super) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+    let info = a.info;
     match info.name {
-        "sumSeries" | "sum" => aggregate(ctx, all_series(&a), "sum"),
-        "averageSeries" | "avg" => aggregate(ctx, all_series(&a), "average"),
-        "maxSeries" => aggregate(ctx, all_series(&a), "max"),
-        "minSeries" => aggregate(ctx, all_series(&a), "min"),
+        "sumSeries" | "sum" => aggregate(ctx, all_series(a), "sum"),
+        "averageSeries" | "avg" => aggregate(ctx, all_series(a), "average"),
+        "maxSeries" => aggregate(ctx, all_series(a), "max"),
+        "minSeries" => aggregate(ctx, all_series(a), "min"),
         "aggregate" => {
             let func = a.required_string(1)?;
             let func = func.strip_suffix("Series").unwrap_or(&func).to_string();
@@ -284,8 +203,8 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
             let n = s.len();
             highest(s, n, "max", true)
         }
-        "divideSeries" => divide_series(ctx, &a),
-        "asPercent" => as_percent(ctx, &a),
+        "divideSeries" => divide_series(ctx, a),
+        "asPercent" => as_percent(ctx, a),
         "groupByNode" => {
             let node = a.get(1).cloned().ok_or_else(|| a.bad("missing nodeNum"))?;
             let callback = a.string(2)?.unwrap_or_else(|| "average".into());
@@ -319,13 +238,13 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
             }
             Ok(map(a.series(0)?, |s| hitcount(s, &interval_s, interval)))
         }
-        "timeShift" => time_shift(ctx, call, &a),
-        "movingAverage" => moving_average(ctx, call, &a),
+        "timeShift" => time_shift(ctx, call, a),
+        "movingAverage" => moving_average(ctx, call, a),
         other => Err(RenderError::UnknownFunction(other.to_string())),
     }
 }
 
-fn all_series(a: &Args) -> Vec<TimeSeries> {
+pub(crate) fn all_series(a: &Args) -> Vec<TimeSeries> {
     a.pos
         .iter()
         .filter_map(|v| match v {
@@ -336,7 +255,7 @@ fn all_series(a: &Args) -> Vec<TimeSeries> {
         .collect()
 }
 
-fn map(mut list: Vec<TimeSeries>, mut f: impl FnMut(&mut TimeSeries)) -> Vec<TimeSeries> {
+pub(crate) fn map(mut list: Vec<TimeSeries>, mut f: impl FnMut(&mut TimeSeries)) -> Vec<TimeSeries> {
     for s in &mut list {
         f(s);
     }
@@ -344,14 +263,14 @@ fn map(mut list: Vec<TimeSeries>, mut f: impl FnMut(&mut TimeSeries)) -> Vec<Tim
 }
 
 /// `series.copy(name=…, values=…)`: consolidation state is kept, as graphite-web keeps it.
-fn rename_copy(s: &mut TimeSeries, name: String, values: Vec<Option<f64>>) {
+pub(crate) fn rename_copy(s: &mut TimeSeries, name: String, values: Vec<Option<f64>>) {
     s.name = name;
     s.path_expression = s.name.clone();
     s.values = values;
 }
 
 /// Python's `round(x, 6)` (round half to even on the decimal value, as near as f64 allows).
-fn py_round6(x: f64) -> f64 {
+pub(crate) fn py_round6(x: f64) -> f64 {
     if !x.is_finite() {
         return x;
     }
@@ -359,7 +278,7 @@ fn py_round6(x: f64) -> f64 {
     text.parse().unwrap_or(x)
 }
 
-fn non_negative_delta(
+pub(crate) fn non_negative_delta(
     val: Option<f64>,
     prev: Option<f64>,
     max: Option<f64>,
@@ -390,7 +309,7 @@ fn non_negative_delta(
     (None, Some(v))
 }
 
-fn keep_last_value(values: &mut [Option<f64>], limit: f64) {
+pub(crate) fn keep_last_value(values: &mut [Option<f64>], limit: f64) {
     let mut nones = 0usize;
     let mut last: Option<f64> = None;
     for i in 0..values.len() {
@@ -483,11 +402,11 @@ pub fn agg_func(name: &str) -> Option<AggFn> {
     })
 }
 
-fn gcd(a: i64, b: i64) -> i64 {
+pub(crate) fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-fn lcm(a: i64, b: i64) -> i64 {
+pub(crate) fn lcm(a: i64, b: i64) -> i64 {
     if a == b {
         return a;
     }
@@ -500,7 +419,7 @@ fn lcm(a: i64, b: i64) -> i64 {
 
 /// graphite-web's `normalize`: a common step (lcm), each series consolidated to it; start = min of
 /// starts, end trimmed to a whole step. `None` for an empty list.
-fn normalize(list: &mut [TimeSeries]) -> Option<(i64, i64, i64)> {
+pub(crate) fn normalize(list: &mut [TimeSeries]) -> Option<(i64, i64, i64)> {
     let step = list.iter().map(|s| s.step).reduce(lcm)?;
     for s in list.iter_mut() {
         s.values_per_point = (step / s.step.max(1)).max(1) as usize;
@@ -514,7 +433,7 @@ fn normalize(list: &mut [TimeSeries]) -> Option<(i64, i64, i64)> {
 }
 
 /// `izip_longest` over the consolidated values of each series.
-fn rows(list: &[TimeSeries]) -> Vec<Vec<Option<f64>>> {
+pub(crate) fn rows(list: &[TimeSeries]) -> Vec<Vec<Option<f64>>> {
     let cols: Vec<Vec<Option<f64>>> = list.iter().map(TimeSeries::iter_values).collect();
     let n = cols.iter().map(Vec::len).max().unwrap_or(0);
     (0..n)
@@ -522,7 +441,7 @@ fn rows(list: &[TimeSeries]) -> Vec<Vec<Option<f64>>> {
         .collect()
 }
 
-fn format_path_expressions(list: &[TimeSeries]) -> String {
+pub(crate) fn format_path_expressions(list: &[TimeSeries]) -> String {
     let mut seen: Vec<&str> = Vec::new();
     for s in list {
         if !seen.contains(&s.path_expression.as_str()) {
@@ -532,13 +451,13 @@ fn format_path_expressions(list: &[TimeSeries]) -> String {
     seen.join(",")
 }
 
-fn xff_ok(row: &[Option<f64>], xff: f64) -> bool {
+pub(crate) fn xff_ok(row: &[Option<f64>], xff: f64) -> bool {
     let non_null = row.iter().filter(|v| v.is_some()).count();
     non_null > 0 && !row.is_empty() && non_null as f64 / row.len() as f64 >= xff
 }
 
 /// graphite-web's `aggregate(seriesList, func)`.
-fn aggregate(
+pub(crate) fn aggregate(
     ctx: &Context<'_>,
     mut list: Vec<TimeSeries>,
     func: &str,
@@ -569,7 +488,7 @@ fn aggregate(
 }
 
 /// graphite-web's `_getFirstPathExpression`: the first path inside a function-wrapped name.
-fn first_path_expression(name: &str) -> Option<String> {
+pub(crate) fn first_path_expression(name: &str) -> Option<String> {
     let (mut expr, _) = parse_target_lenient(name).ok()?;
     loop {
         match expr {
@@ -584,7 +503,7 @@ fn first_path_expression(name: &str) -> Option<String> {
 }
 
 /// graphite-web's `aggKey`: the chosen nodes (or tags) of a series' name, joined by dots.
-fn agg_key(s: &TimeSeries, nodes: &[Value]) -> String {
+pub(crate) fn agg_key(s: &TimeSeries, nodes: &[Value]) -> String {
     let path = if s.name.ends_with(')') {
         first_path_expression(&s.name)
     } else {
@@ -625,7 +544,7 @@ fn agg_key(s: &TimeSeries, nodes: &[Value]) -> String {
         .join(".")
 }
 
-fn group_by_nodes(
+pub(crate) fn group_by_nodes(
     ctx: &Context<'_>,
     list: Vec<TimeSeries>,
     callback: &str,
@@ -661,7 +580,7 @@ fn group_by_nodes(
 }
 
 /// `highest`/`lowest`: a stable sort on an aggregate (None sorts as -inf), then the first n.
-fn highest(
+pub(crate) fn highest(
     mut list: Vec<TimeSeries>,
     n: usize,
     func: &str,
@@ -682,13 +601,13 @@ fn highest(
     Ok(keyed.into_iter().take(n).map(|(_, s)| s).collect())
 }
 
-fn safe_div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn safe_div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     let a = a?;
     let b = b?;
     if b == 0.0 { None } else { Some(a / b) }
 }
 
-fn divide_series(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+pub(crate) fn divide_series(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let dividends = a.series(0)?;
     let divisors = a.series(1)?;
     if divisors.is_empty() {
@@ -719,7 +638,7 @@ fn divide_series(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderE
     Ok(out)
 }
 
-fn as_percent(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+pub(crate) fn as_percent(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let mut list = a.series(0)?;
     if a.pos.len() > 2 {
         return Err(a.bad("asPercent with nodes is not supported yet"));
@@ -796,7 +715,7 @@ fn as_percent(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderErro
     }
 }
 
-fn zip_longest(
+pub(crate) fn zip_longest(
     a: &[Option<f64>],
     b: &[Option<f64>],
     f: impl Fn(Option<f64>, Option<f64>) -> Option<f64>,
@@ -806,7 +725,7 @@ fn zip_longest(
         .collect()
 }
 
-fn summarize(s: &mut TimeSeries, interval_s: &str, interval: i64, func: &str, align: bool) {
+pub(crate) fn summarize(s: &mut TimeSeries, interval_s: &str, interval: i64, func: &str, align: bool) {
     let (new_start, new_end) = if align {
         (s.start, s.end)
     } else {
@@ -857,7 +776,7 @@ fn summarize(s: &mut TimeSeries, interval_s: &str, interval: i64, func: &str, al
     s.values = values;
 }
 
-fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64) {
+pub(crate) fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64) {
     let step = s.step;
     let bucket_count = ((s.end - s.start) as f64 / interval as f64).ceil().max(0.0) as usize;
     let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); bucket_count];
@@ -910,7 +829,7 @@ fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64) {
         .collect();
 }
 
-fn time_shift(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+pub(crate) fn time_shift(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let mut shift = a.required_string(1)?;
     let reset_end = a.boolean(2, true);
     if a.boolean(3, false) {
@@ -944,7 +863,11 @@ fn time_shift(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries
         .collect())
 }
 
-fn moving_average(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+pub(crate) fn moving_average(
+    ctx: &Context<'_>,
+    call: &Call,
+    a: &Args,
+) -> Result<Vec<TimeSeries>, RenderError> {
     let list = a.series(0)?;
     if list.is_empty() {
         return Ok(Vec::new());
@@ -1044,11 +967,6 @@ pub fn python_replacement(rep: &str) -> String {
         }
     }
     out
-}
-
-/// The names of the functions implemented here (for reports and `/functions`).
-pub fn implemented() -> impl Iterator<Item = &'static str> {
-    catalog::FUNCTIONS.iter().map(|f| f.name)
 }
 
 #[cfg(test)]
