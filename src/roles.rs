@@ -200,6 +200,10 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
         limits: ReceiverLimits {
             max_connections: inf_to_none(settings.max_receiver_connections).map_or(100_000, |m| m as usize),
             max_frame: settings.pickle_receiver_max_length as usize,
+            idle_timeout: settings
+                .metric_client_idle_timeout
+                .filter(|s| *s > 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
             ..ReceiverLimits::default()
         },
         data_dir,
@@ -311,5 +315,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // colour codes only on a terminal: a log file or journald gets plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -171,6 +171,19 @@ pub struct Server {
     child: Option<Child>,
 }
 
+/// `program` as a command, or `sh -c '<prefix> exec "$0" "$@"' program` when a prefix is given
+/// (arguments added later land in `$@`; the pid stays the program's thanks to `exec`).
+fn shell(program: &str, prefix: &str) -> Command {
+    if prefix.is_empty() {
+        return Command::new(program);
+    }
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("{prefix} exec \"$0\" \"$@\""))
+        .arg(program);
+    c
+}
+
 /// The built binary.
 pub fn carbide_exe() -> &'static str {
     env!("CARGO_BIN_EXE_carbide")
@@ -186,6 +199,18 @@ impl Server {
 
     /// Starts `kind` on an existing `dir` (config already written for `ports`).
     pub fn start_with(kind: Kind, dir: &Path, ports: Ports, carbide_args: &[&str]) -> Server {
+        Server::start_in_shell(kind, dir, ports, carbide_args, "")
+    }
+
+    /// Like [`Server::start_with`], but run through `sh -c '<shell_prefix> exec <server> ...'`
+    /// (e.g. `ulimit -n 64;`), so the process inherits what the prefix sets.
+    pub fn start_in_shell(
+        kind: Kind,
+        dir: &Path,
+        ports: Ports,
+        carbide_args: &[&str],
+        shell_prefix: &str,
+    ) -> Server {
         let conf = dir.join("conf/carbon.conf");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -193,7 +218,7 @@ impl Server {
             .open(dir.join("log/console.log"))
             .unwrap();
         let child = match kind {
-            Kind::Carbide => Command::new(carbide_exe())
+            Kind::Carbide => shell(carbide_exe(), shell_prefix)
                 .arg("cache")
                 .arg("-c")
                 .arg(&conf)
@@ -212,7 +237,7 @@ impl Server {
                         "{CARBON_CACHE} missing: install Debian graphite-carbon (scripts/install-test-deps.sh)"
                     );
                 }
-                Command::new(CARBON_CACHE)
+                shell(CARBON_CACHE, shell_prefix)
                     .arg(format!("--config={}", conf.display()))
                     .arg("--instance=a")
                     .arg(format!("--logdir={}", dir.join("log").display()))
@@ -559,4 +584,41 @@ pub fn carbonlink_query(port: u16, metrics: &[String]) -> BTreeMap<String, Vec<(
     let v: BTreeMap<String, Vec<(f64, f64)>> = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     v
+}
+
+/// A free UDP port on loopback (bound and released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind udp 127.0.0.1:0")
+}
+
+/// Waits until the whisper tree under `root` has at least `min_files` files and has not changed
+/// (names and mtimes) for 1.5 s: how to know carbon-cache, which has no cache-size endpoint, has
+/// written everything.
+pub fn wait_tree_stable(root: &Path, min_files: usize, limit: Duration) {
+    let mut last = String::new();
+    let mut stable = 0;
+    wait_until(
+        limit,
+        &format!("{} stable with {min_files} files", root.display()),
+        || {
+            let f = files(root);
+            let sig: String = f
+                .iter()
+                .map(|p| {
+                    let m = std::fs::metadata(root.join(p)).map(|m| m.modified().ok());
+                    format!("{p}{m:?};")
+                })
+                .collect();
+            if f.len() >= min_files && sig == last {
+                stable += 1;
+            } else {
+                stable = 0;
+            }
+            last = sig;
+            stable >= 15
+        },
+    );
 }

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use carbide_cache::{Cache, WriterPool};
+use carbide_cache::{Cache, WhisperPersister, WriterPool};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -27,6 +27,8 @@ pub struct AdminState {
     pub ingest: Arc<Ingest>,
     /// The writers, until shutdown takes them.
     pub pool: Arc<Mutex<Option<WriterPool>>>,
+    /// Maps a metric to its whisper file, so `/admin/writers` names the file a writer is stuck on.
+    pub persister: Arc<WhisperPersister>,
 }
 
 /// The cache snapshot `/admin/cache` and SIGQUIT report.
@@ -54,10 +56,16 @@ pub fn writers_snapshot(state: &AdminState) -> Value {
         .unwrap_or_default()
         .into_iter()
         .map(|w| {
+            let file = w
+                .metric
+                .as_deref()
+                .and_then(|m| state.persister.path_for(m).ok())
+                .map(|p| p.display().to_string());
             json!({
                 "id": w.id,
                 "state": format!("{:?}", w.state).to_lowercase(),
                 "metric": w.metric,
+                "file": file,
                 "seconds": w.for_how_long.as_secs_f64(),
             })
         })

@@ -181,6 +181,7 @@ impl CacheRole {
             cache: cache.clone(),
             ingest: ingest.clone(),
             pool: Arc::new(Mutex::new(Some(pool))),
+            persister: persister.clone(),
         });
         let mut tasks = Vec::new();
         let mut addrs = BoundAddrs::default();

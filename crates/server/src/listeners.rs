@@ -28,6 +28,13 @@ pub struct ReceiverLimits {
     pub max_line: usize,
     /// Longest pickle frame (PICKLE_RECEIVER_MAX_LENGTH); a longer one drops the connection.
     pub max_frame: usize,
+    /// METRIC_CLIENT_IDLE_TIMEOUT: a connection that delivers no point for this long is closed,
+    /// as carbon's receivers do (the clock restarts at every point). `None`: never, carbon's default.
+    pub idle_timeout: Option<Duration>,
+    /// A connection that holds an incomplete line or frame and sends nothing more for this long is
+    /// closed (a stalled or slowloris client), whatever `idle_timeout` says. Generous by default, so
+    /// only a client that stopped mid-line loses its connection.
+    pub stall_timeout: Duration,
 }
 
 impl Default for ReceiverLimits {
@@ -36,6 +43,8 @@ impl Default for ReceiverLimits {
             max_connections: 10_000,
             max_line: 64 * 1024,
             max_frame: 1 << 20,
+            idle_timeout: None,
+            stall_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -49,11 +58,15 @@ pub enum Wire {
     Pickle,
 }
 
-/// Waits until the cache has room, re-checking every 100 ms in case a wake-up is missed.
-pub async fn wait_for_space(ingest: &Ingest, space: &Notify) {
+/// Waits until the cache has room, re-checking every 100 ms in case a wake-up is missed; says
+/// whether it had to wait (time spent paused by our own flow control is not a client's idleness).
+pub async fn wait_for_space(ingest: &Ingest, space: &Notify) -> bool {
+    let mut waited = false;
     while ingest.cache.should_pause() {
+        waited = true;
         let _ = tokio::time::timeout(Duration::from_millis(100), space.notified()).await;
     }
+    waited
 }
 
 /// Accepts connections until `shutdown` turns true; each connection gets its own task.
@@ -66,18 +79,26 @@ pub async fn run_tcp(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut failing = AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(x) => x,
+            Ok(x) => {
+                failing.recovered(wire);
+                x
+            }
             Err(e) => {
-                // EMFILE and friends: say so, wait for descriptors to free up, keep accepting.
+                // EMFILE and friends: say so (rate-limited), wait for descriptors to free up, keep
+                // accepting. The pending connection stays in the listen backlog meanwhile.
                 ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "accept failed; retrying in 100 ms");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                failing.failed(wire, &e);
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
                 continue;
             }
         };
@@ -104,19 +125,130 @@ pub async fn run_tcp(
     }
 }
 
-/// Reads more bytes into `buf` unless shutdown comes first; `Ok(0)` at end of stream or shutdown.
+/// How often a still-failing accept is logged again.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits the log of a failing accept(): the first failure is logged at once, then one line
+/// per [`ACCEPT_LOG_EVERY`] with the count, and one line when accepting works again.
+#[derive(Default)]
+struct AcceptFailures {
+    since_log: u64,
+    total: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, wire: Wire, e: &std::io::Error) {
+        self.total += 1;
+        self.since_log += 1;
+        let due = self.last_log.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY);
+        if due {
+            tracing::error!(
+                listener = ?wire,
+                error = %e,
+                failures = self.since_log,
+                "accept failed (out of file descriptors? raise `ulimit -n`); pending connections wait in the backlog, retrying every 100 ms, next report in 10 s"
+            );
+            self.since_log = 0;
+            self.last_log = Some(tokio::time::Instant::now());
+        }
+    }
+
+    fn recovered(&mut self, wire: Wire) {
+        if self.total > 0 {
+            tracing::warn!(listener = ?wire, failures = self.total, "accepting again");
+            *self = AcceptFailures::default();
+        }
+    }
+}
+
+/// The receive-side clocks of one connection: when it last delivered a point, and since when it
+/// has held an incomplete line or frame.
+struct Clocks {
+    limits: ReceiverLimits,
+    last_point: tokio::time::Instant,
+    partial_since: Option<tokio::time::Instant>,
+}
+
+impl Clocks {
+    fn new(limits: ReceiverLimits) -> Clocks {
+        Clocks {
+            limits,
+            last_point: tokio::time::Instant::now(),
+            partial_since: None,
+        }
+    }
+
+    /// Restarts both clocks: the connection was paused by flow control, not idle.
+    fn restart(&mut self) {
+        let now = tokio::time::Instant::now();
+        self.last_point = now;
+        self.partial_since = self.partial_since.map(|_| now);
+    }
+
+    /// Records what the last read left behind: whether points came out of it, and whether bytes of
+    /// an incomplete line or frame remain buffered.
+    fn after_read(&mut self, got_points: bool, partial: bool) {
+        let now = tokio::time::Instant::now();
+        if got_points {
+            self.last_point = now;
+        }
+        self.partial_since = match (partial, got_points, self.partial_since) {
+            (false, _, _) => None,
+            (true, true, _) | (true, false, None) => Some(now),
+            (true, false, Some(t)) => Some(t),
+        };
+    }
+
+    /// The instant the connection is closed if nothing changes, and why.
+    fn deadline(&self) -> Option<(tokio::time::Instant, &'static str)> {
+        let idle = self.limits.idle_timeout.map(|d| {
+            (
+                self.last_point + d,
+                "no metric received within METRIC_CLIENT_IDLE_TIMEOUT",
+            )
+        });
+        let stall = self.partial_since.map(|t| {
+            (
+                t + self.limits.stall_timeout,
+                "an incomplete line or frame stalled",
+            )
+        });
+        match (idle, stall) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Reads more bytes into `buf` unless shutdown or a connection deadline comes first; `Ok(0)` at
+/// end of stream or shutdown, `TimedOut` when the deadline passed (logged here).
 async fn read_some(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
+    clocks: &Clocks,
+    peer: &str,
 ) -> std::io::Result<usize> {
     if *shutdown.borrow() {
         return Ok(0);
     }
     buf.reserve(64 * 1024);
+    let deadline = clocks.deadline();
+    let expire = async {
+        match deadline {
+            Some((at, _)) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         n = stream.read_buf(buf) => n,
         _ = shutdown.changed() => Ok(0),
+        _ = expire => {
+            let why = deadline.map_or("", |d| d.1);
+            tracing::info!(peer, reason = why, pending_bytes = buf.len(), "closing an idle connection");
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why))
+        }
     }
 }
 
@@ -130,20 +262,25 @@ async fn line_connection(
 ) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut splitter = LineSplitter::new(limits.max_line);
+    let mut clocks = Clocks::new(limits);
     loop {
-        wait_for_space(ingest, space).await;
-        let n = read_some(&mut stream, &mut buf, &mut shutdown).await?;
+        if wait_for_space(ingest, space).await {
+            clocks.restart();
+        }
+        let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
         let eof = n == 0;
         // A last line without its newline is dropped at end of stream, as carbon's
         // LineOnlyReceiver does: a sender cut off mid-line (`a.b 12` of `a.b 123 1700000000`)
         // would otherwise store a wrong value or a wrong timestamp.
         let now = now_f64();
+        let mut got = false;
         let consumed = {
             let mut lines = splitter.split(&buf);
             for line in lines.by_ref() {
                 match line {
                     Ok(raw) => match parse_line(raw, now) {
                         Ok(p) => {
+                            got = true;
                             ingest.point(p.name, p.value, p.timestamp);
                         }
                         Err(carbide_protocol::LineError::NanValue) => {}
@@ -155,6 +292,7 @@ async fn line_connection(
             lines.consumed()
         };
         buf.drain(..consumed);
+        clocks.after_read(got, !buf.is_empty() || splitter.is_discarding());
         if eof {
             return Ok(());
         }
@@ -171,10 +309,14 @@ async fn pickle_connection(
 ) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let pickle_limits = Limits::default();
+    let mut clocks = Clocks::new(limits);
     loop {
-        wait_for_space(ingest, space).await;
-        let n = read_some(&mut stream, &mut buf, &mut shutdown).await?;
+        if wait_for_space(ingest, space).await {
+            clocks.restart();
+        }
+        let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
         let mut at = 0;
+        let mut got = false;
         loop {
             match decode_frame(&buf[at..], limits.max_frame) {
                 Ok(Some(frame)) => {
@@ -184,6 +326,7 @@ async fn pickle_connection(
                             for entry in entries {
                                 match entry {
                                     Ok(p) => {
+                                        got = true;
                                         ingest.point(&p.name, p.value, p.timestamp);
                                     }
                                     Err(carbide_protocol::points::EntryError::NanValue) => {}
@@ -204,6 +347,7 @@ async fn pickle_connection(
             }
         }
         buf.drain(..at);
+        clocks.after_read(got, !buf.is_empty());
         if n == 0 {
             return Ok(());
         }
