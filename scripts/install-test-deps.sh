@@ -3,7 +3,8 @@
 #
 #   * Python whisper 1.1.10 (PyPI) in a venv at $CARBIDE_ORACLES/venv: the whisper oracle.
 #   * Debian: graphite-carbon, graphite-web, python3-whisper, carbon-c-relay, gunicorn (carbon's
-#     rings, carbon-cache, carbon-relay, carbon-aggregator, graphite-web under /usr/bin/python3).
+#     rings, carbon-cache, carbon-relay, carbon-aggregator, graphite-web under /usr/bin/python3), and
+#     python3-protobuf (carbon-cache's protobuf receiver, carbon.carbon_pb2).
 #   * npm: statsd@0.9.0 into $CARBIDE_ORACLES/statsd.
 #
 # Idempotent: a second run takes about a second. `apt-get update` runs only when a package is missing.
@@ -14,7 +15,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 ORACLES=${CARBIDE_ORACLES:-$here/target/oracles}
 WHISPER_VERSION=1.1.10
 STATSD_VERSION=0.9.0
-APT_PKGS=(graphite-carbon graphite-web python3-whisper carbon-c-relay gunicorn python3-venv iproute2)
+APT_PKGS=(graphite-carbon graphite-web python3-whisper python3-protobuf carbon-c-relay gunicorn python3-venv iproute2)
 
 say() { echo "install-test-deps: $*"; }
 die() { echo "install-test-deps: ERROR: $*" >&2; exit 1; }
@@ -46,8 +47,8 @@ for s in carbon-cache carbon-c-relay; do
     "${SUDO[@]}" "/etc/init.d/$s" stop >/dev/null 2>&1 || true
   fi
 done
-/usr/bin/python3 -c 'import carbon, graphite, whisper' 2>/dev/null \
-  || die "/usr/bin/python3 cannot import carbon/graphite/whisper after the install"
+/usr/bin/python3 -c 'import carbon, graphite, whisper, carbon.carbon_pb2' 2>/dev/null \
+  || die "/usr/bin/python3 cannot import carbon/graphite/whisper/carbon.carbon_pb2 after the install"
 
 # ---- whisper 1.1.10 from PyPI, in a venv of its own ----
 mkdir -p "$ORACLES"

@@ -14,6 +14,7 @@
 //! - [`pickle`]: a safe, bounded pickle VM (protocols 0–5, no classes ever) and an encoder.
 //! - [`points`]: the pickle receiver's `[(path, (timestamp, value)), …]` payload.
 //! - [`carbonlink`]: carbonlink requests and replies.
+//! - [`protobuf`]: the protobuf receiver's `carbon.Payload` (port 2005), decoded by hand.
 //! - [`tags`]: tagged series names (`name;tag=value`, `name{tag="value"}`), normal form and
 //!   on-disk path.
 //! - [`pyfloat`]: Python's `float()` and whitespace rules, which the others share.
@@ -23,6 +24,7 @@ pub mod framing;
 pub mod line;
 pub mod pickle;
 pub mod points;
+pub mod protobuf;
 pub mod pyfloat;
 pub mod tags;
 
