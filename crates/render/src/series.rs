@@ -26,6 +26,10 @@ pub struct TimeSeries {
     pub path_expression: String,
     /// The series' tags.
     pub tags: Tags,
+    /// How the graph draws it (graphite-web's `series.options` plus `series.color`), set by the
+    /// Graph functions (`color`, `alpha`, `lineWidth`, `dashed`, `stacked`, …) for the png/svg
+    /// renderer; key → value as Python's `str()` (`"True"`, `"0.5"`, `"red"`). Never in json.
+    pub style: Tags,
 }
 
 impl TimeSeries {
@@ -42,6 +46,7 @@ impl TimeSeries {
             x_files_factor: 0.0,
             path_expression: name.to_string(),
             tags: default_tags(name),
+            style: Vec::new(),
         }
     }
 
