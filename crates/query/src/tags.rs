@@ -91,6 +91,9 @@ pub struct TagExpr {
     /// The value or regex as written.
     pub spec: String,
     regex: Option<Regex>,
+    /// For a regex spec that starts with `^`: the spec unwrapped, for graphite's SQL `REGEXP`
+    /// (Python's `re.search`), which does not anchor every alternative the way `re.match` does.
+    search: Option<Regex>,
 }
 
 impl PartialEq for TagExpr {
@@ -140,11 +143,16 @@ impl TagExpr {
             ),
             TagOp::Eq | TagOp::NotEq => None,
         };
+        let search = match op {
+            TagOp::Match | TagOp::NotMatch if spec.starts_with('^') => Regex::new(spec).ok(),
+            _ => None,
+        };
         Ok(TagExpr {
             tag: tag.to_string(),
             op,
             spec: spec.to_string(),
             regex,
+            search,
         })
     }
 
@@ -162,6 +170,24 @@ impl TagExpr {
     /// Whether a series without this tag matches: such expressions filter instead of select.
     pub fn matches_empty(&self) -> bool {
         self.matches("")
+    }
+
+    /// Whether a series matches, as graphite-web's local tag database decides it. An expression that
+    /// matches the empty value is a filter over the series' tags (`re.match`, a missing tag being
+    /// empty). Any other one is an SQL join: the series must have the tag, and a regex is tested
+    /// with `REGEXP`, which is `re.search` of the anchored spec (so `^a|b` finds `xb` there).
+    pub fn matches_series(&self, value: Option<&str>) -> bool {
+        if self.matches_empty() {
+            return self.matches(value.unwrap_or(""));
+        }
+        let Some(value) = value else {
+            return false;
+        };
+        match (self.op, &self.search) {
+            (TagOp::Match, Some(r)) => r.is_match(value),
+            (TagOp::NotMatch, Some(r)) => !r.is_match(value),
+            _ => self.matches(value),
+        }
     }
 }
 
@@ -208,11 +234,19 @@ impl TagQuery {
         TagQuery::parse(&strings)
     }
 
-    /// Whether a series matches, given a lookup of its tag values (`name` included).
+    /// Whether a series matches, given a lookup of its tag values (`name` included), with
+    /// graphite-web's local tag database rules ([`TagExpr::matches_series`]).
     pub fn matches<'a>(&self, tag_value: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.exprs.iter().all(|e| e.matches_series(tag_value(&e.tag)))
+    }
+
+    /// The expression that best narrows a search: an `=` that needs a value, else any expression
+    /// that needs one (there always is one, [`TagQuery::parse`] checks it).
+    pub fn selector(&self) -> Option<&TagExpr> {
         self.exprs
             .iter()
-            .all(|e| e.matches(tag_value(&e.tag).unwrap_or("")))
+            .find(|e| e.op == TagOp::Eq && !e.matches_empty())
+            .or_else(|| self.exprs.iter().find(|e| !e.matches_empty()))
     }
 }
 
@@ -257,6 +291,22 @@ mod tests {
         let e = TagExpr::parse("host!=~web").unwrap();
         assert!(e.matches("db1"));
         assert!(e.matches(""));
+    }
+
+    #[test]
+    fn sql_side_searches_specs_that_start_with_a_caret() {
+        // Not matching empty: graphite's SQL REGEXP, re.search('^a|b', value).
+        let e = TagExpr::parse("host=~^a|b").unwrap();
+        assert!(e.matches_series(Some("xb")));
+        assert!(!e.matches_series(None));
+        // Matching empty: a Python-side filter with re.match, and a missing tag is empty.
+        let e = TagExpr::parse("host!=~^a|b").unwrap();
+        assert!(e.matches_empty());
+        assert!(e.matches_series(Some("xb")), "re.match('^a|b', 'xb') is None");
+        assert!(!e.matches_series(Some("b1")));
+        let e = TagExpr::parse("dc=").unwrap();
+        assert!(e.matches_series(None));
+        assert!(!e.matches_series(Some("x")));
     }
 
     #[test]

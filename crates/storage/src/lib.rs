@@ -13,10 +13,13 @@
 //! # Layout
 //! - [`index`]: the metric-name index and find over it.
 //! - [`hot`]: the hot-points provider trait and the carbonlink-style merge.
+//! - [`tags`]: the tagged-series index (from `_tagged/` files, a small log and the create hook)
+//!   with graphite-web's local tag database queries over it.
 //! - this file: [`Storage`], tying the index, whisper files and hot points together.
 
 pub mod hot;
 pub mod index;
+pub mod tags;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use carbide_core::AggregationMethod;
 
 pub use hot::{HotPoints, merge_hot_points};
 pub use index::{Index, Node};
+pub use tags::{TagIndex, TagIndexError, TagLog};
 
 /// Why a find or fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,8 @@ pub struct Storage {
     root: PathBuf,
     index: Index,
     hot: Option<Arc<dyn HotPoints>>,
+    tags: TagIndex,
+    tag_log: TagLog,
 }
 
 impl std::fmt::Debug for Storage {
@@ -93,11 +99,65 @@ impl Storage {
         if root.is_dir() {
             index.scan(root)?;
         }
-        Ok(Storage {
+        let storage = Storage {
             root: root.to_path_buf(),
             index,
             hot: None,
-        })
+            tags: TagIndex::default(),
+            tag_log: TagLog::new(root),
+        };
+        storage.tags.replace_series(&storage.tagged_names()?);
+        Ok(storage)
+    }
+
+    /// Every tagged name the tree and the log know, sorted: readable `_tagged/` files, then the
+    /// log's additions and removals in order.
+    fn tagged_names(&self) -> Result<Vec<String>, StorageError> {
+        let mut known: std::collections::BTreeSet<String> = self
+            .index
+            .find("_tagged.**")?
+            .into_iter()
+            .filter_map(|n| tags::decode_tagged_entry(&n.path))
+            .collect();
+        self.tag_log
+            .replay(&mut known)
+            .map_err(|source| StorageError::Io {
+                path: self.tag_log.path().to_path_buf(),
+                source,
+            })?;
+        Ok(known.into_iter().collect())
+    }
+
+    /// The tagged-series index (seriesByTag, `/tags`).
+    pub fn tags(&self) -> &TagIndex {
+        &self.tags
+    }
+
+    /// graphite-web's `tagSeries`: remembers a tagged series (in the index and the log, so a
+    /// hash-named file is known after a restart) and returns its normalised name.
+    pub fn tag_series(&self, path: &str) -> Result<String, TagIndexError> {
+        let fresh = !self.tags.contains(path);
+        let normal = self.tags.add(path)?;
+        if fresh || normal != path {
+            self.log_tag(&normal, true);
+        }
+        Ok(normal)
+    }
+
+    /// graphite-web's `delSeries`: forgets a tagged series (its file stays, as in graphite-web).
+    pub fn del_series(&self, path: &str) -> Result<(), TagIndexError> {
+        let (normal, _) = tags::parse_series(path)?;
+        if self.tags.remove(&normal)? {
+            self.log_tag(&normal, false);
+        }
+        Ok(())
+    }
+
+    fn log_tag(&self, name: &str, added: bool) {
+        if let Err(e) = self.tag_log.record(name, added) {
+            // A read-only tree still serves; the series is known until the process ends.
+            tracing::warn!(log = %self.tag_log.path().display(), error = %e, "cannot record tagged series");
+        }
     }
 
     /// Sets the provider of points not yet on disk (the in-process cache).
@@ -118,7 +178,28 @@ impl Storage {
 
     /// Tells the index a metric now exists: the cache's hook for "known the moment it is created".
     pub fn on_create(&self, name: &str) {
+        if name.contains(';') && !name.starts_with("_tagged.") {
+            if let Some(entry) = self.tagged_entry(name) {
+                self.index.insert(&entry);
+            }
+            if !self.tags.contains(name) && self.tags.add(name).is_ok() {
+                self.log_tag(name, true);
+            }
+            return;
+        }
         self.index.insert(name);
+    }
+
+    /// The index entry (`_tagged.<h>.<h>.<leaf>`) of a tagged name's existing file, hashed
+    /// name first, as graphite-web's finder looks for it.
+    fn tagged_entry(&self, name: &str) -> Option<String> {
+        [true, false].into_iter().find_map(|hash_only| {
+            let rel = carbide_protocol::tags::encode(name, '/', hash_only);
+            self.root
+                .join(format!("{rel}.wsp"))
+                .is_file()
+                .then(|| rel.replace('/', "."))
+        })
     }
 
     /// Re-walks the tree, adding files created since the last walk and dropping deleted ones.
@@ -128,11 +209,19 @@ impl Storage {
             fresh.scan(&self.root)?;
         }
         self.index.replace_with(&fresh);
+        self.tags.replace_series(&self.tagged_names()?);
         Ok(())
     }
 
-    /// The file a metric lives in.
+    /// The file a metric lives in. A tagged name (`a.b;k=v`) lives under `_tagged/`, by hash or by
+    /// its readable encoding, whichever exists (the hashed one when neither does).
     pub fn path_of(&self, name: &str) -> PathBuf {
+        if name.contains(';') && !name.starts_with("_tagged.") {
+            let entry = self
+                .tagged_entry(name)
+                .unwrap_or_else(|| carbide_protocol::tags::encode(name, '.', true));
+            return self.path_of(&entry);
+        }
         let mut p = self.root.clone();
         for part in name.split('.') {
             p.push(part);
@@ -220,6 +309,8 @@ mod tests {
             root: root.to_path_buf(),
             index: Index::default(),
             hot: None,
+            tags: TagIndex::default(),
+            tag_log: TagLog::new(root),
         };
         let path = s.path_of(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -246,6 +337,56 @@ mod tests {
         assert!(s.find("x.*").unwrap().is_empty());
         s.on_create("x.y");
         assert_eq!(s.find("x.*").unwrap().len(), 1);
+    }
+
+    fn make_at(root: &Path, rel: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let r = Retention::parse_list("60:100").unwrap();
+        carbide_whisper::file::create(&path, &r, &Default::default()).unwrap();
+    }
+
+    #[test]
+    fn tagged_series_from_files_log_and_create_hook() {
+        use carbide_protocol::tags::filesystem_path;
+        let dir = tempfile::tempdir().unwrap();
+        // readable file: decoded by the scan; hashed file: only known through the log.
+        make_at(dir.path(), &filesystem_path("cpu.user;dc=a;host=web1", false));
+        make_at(dir.path(), &filesystem_path("cpu.user;dc=b;host=web2", true));
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(
+            s.tags().find_series(&["name=cpu.user"]).unwrap(),
+            vec!["cpu.user;dc=a;host=web1"]
+        );
+        assert_eq!(
+            s.tag_series("cpu.user;host=web2;dc=b").unwrap(),
+            "cpu.user;dc=b;host=web2"
+        );
+        assert!(s.path_of("cpu.user;dc=b;host=web2").is_file());
+        assert!(s.path_of("cpu.user;dc=a;host=web1").is_file());
+        make_at(dir.path(), &filesystem_path("mem;host=web1", true));
+        s.on_create("mem;host=web1");
+        let s2 = Storage::open(dir.path()).unwrap();
+        assert_eq!(
+            s2.tags().find_series(&["host=~web"]).unwrap(),
+            vec![
+                "cpu.user;dc=a;host=web1",
+                "cpu.user;dc=b;host=web2",
+                "mem;host=web1"
+            ],
+            "a restart knows hashed files from the log"
+        );
+        s2.del_series("cpu.user;dc=a;host=web1").unwrap();
+        let s3 = Storage::open(dir.path()).unwrap();
+        assert_eq!(
+            s3.tags().len(),
+            2,
+            "a deleted series stays deleted though its file exists"
+        );
+        assert!(
+            s3.find("_tagged.*").unwrap().len() == 3,
+            "the raw tree is still listed"
+        );
     }
 
     struct Fixed(Vec<(i64, f64)>);
