@@ -171,6 +171,10 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
             None
         },
         pickle: addr(&settings.pickle_receiver_interface, settings.pickle_receiver_port)?,
+        protobuf: match &settings.protobuf_receiver {
+            Some((interface, port)) => addr(interface, *port)?,
+            None => None,
+        },
         carbonlink: addr(&settings.cache_query_interface, settings.cache_query_port)?,
         admin: Some(args.admin),
         cache: CacheConfig {
@@ -224,6 +228,7 @@ fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
         line_tcp: at(args.line_port),
         line_udp: args.udp_port.and_then(at),
         pickle: at(args.pickle_port),
+        protobuf: None,
         carbonlink: at(args.carbonlink_port),
         admin: Some(SocketAddr::from(([127, 0, 0, 1], args.admin_port))),
         cache: CacheConfig::default(),

@@ -70,6 +70,8 @@ pub struct RoleOptions {
     pub line_udp: Option<SocketAddr>,
     /// Pickle listener.
     pub pickle: Option<SocketAddr>,
+    /// Protobuf listener (PROTOBUF_RECEIVER_*; off unless configured, as in carbon).
+    pub protobuf: Option<SocketAddr>,
     /// Carbonlink listener.
     pub carbonlink: Option<SocketAddr>,
     /// Admin HTTP listener.
@@ -126,6 +128,8 @@ pub struct BoundAddrs {
     pub line_udp: Option<SocketAddr>,
     /// Pickle.
     pub pickle: Option<SocketAddr>,
+    /// Protobuf.
+    pub protobuf: Option<SocketAddr>,
     /// Carbonlink.
     pub carbonlink: Option<SocketAddr>,
     /// Admin HTTP.
@@ -189,6 +193,7 @@ impl CacheRole {
         for (addr, wire, slot) in [
             (opts.line_tcp, Wire::Line, &mut addrs.line_tcp),
             (opts.pickle, Wire::Pickle, &mut addrs.pickle),
+            (opts.protobuf, Wire::Protobuf, &mut addrs.protobuf),
         ] {
             if let Some(l) = bind(addr, &format!("{wire:?}")).await? {
                 *slot = Some(l.local_addr()?);

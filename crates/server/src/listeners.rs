@@ -1,4 +1,4 @@
-//! The receivers: plaintext lines over TCP and UDP, pickle frames over TCP.
+//! The receivers: plaintext lines over TCP and UDP, pickle and protobuf frames over TCP.
 //!
 //! Each TCP connection is a task that reads into a buffer, splits complete lines or frames, and
 //! hands each point to [`Ingest`]. Before every read it checks the cache: when the cache is full
@@ -13,6 +13,7 @@ use carbide_protocol::framing::decode_frame;
 use carbide_protocol::line::{LineSplitter, datagram_lines, parse_line, parse_line_str};
 use carbide_protocol::pickle::Limits;
 use carbide_protocol::points::decode_points;
+use carbide_protocol::protobuf::{PROTOBUF_MAX_FRAME, decode_payload};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -56,6 +57,8 @@ pub enum Wire {
     Line,
     /// 4-byte length, then a pickled list of points.
     Pickle,
+    /// 4-byte length, then a protobuf `carbon.Payload`.
+    Protobuf,
 }
 
 /// Waits until the cache has room, re-checking every 100 ms in case a wake-up is missed; says
@@ -115,6 +118,7 @@ pub async fn run_tcp(
             let result = match wire {
                 Wire::Line => line_connection(stream, &peer, &ingest, &space, limits, shutdown).await,
                 Wire::Pickle => pickle_connection(stream, &peer, &ingest, &space, limits, shutdown).await,
+                Wire::Protobuf => protobuf_connection(stream, &peer, &ingest, &space, limits, shutdown).await,
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection closed");
@@ -342,6 +346,66 @@ async fn pickle_connection(
                 Err(e) => {
                     ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(peer, error = %e, "pickle frame refused; dropping the connection");
+                    return Ok(());
+                }
+            }
+        }
+        buf.drain(..at);
+        clocks.after_read(got, !buf.is_empty());
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A protobuf connection: frames as the pickle receiver's, but always carbon's fixed 2**20 limit
+/// (`MetricProtobufReceiver.MAX_LENGTH`). A payload that does not decode loses the whole frame, as
+/// `Payload.FromString` raising `DecodeError` does in carbon; the connection lives on.
+async fn protobuf_connection(
+    mut stream: TcpStream,
+    peer: &str,
+    ingest: &Ingest,
+    space: &Notify,
+    limits: ReceiverLimits,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut clocks = Clocks::new(limits);
+    loop {
+        if wait_for_space(ingest, space).await {
+            clocks.restart();
+        }
+        let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
+        let mut at = 0;
+        let mut got = false;
+        loop {
+            match decode_frame(&buf[at..], PROTOBUF_MAX_FRAME) {
+                Ok(Some(frame)) => {
+                    match decode_payload(frame.payload) {
+                        Ok(decoded) => {
+                            for p in &decoded.points {
+                                got = true;
+                                // NaN is dropped silently, as carbon's metricReceived does.
+                                if !p.value.is_nan() {
+                                    ingest.point(p.name, p.value, f64::from(p.timestamp));
+                                }
+                            }
+                            if let Some(stop) = decoded.stopped_early_at {
+                                tracing::debug!(
+                                    peer,
+                                    at = stop,
+                                    "protobuf payload ends early (tag 0 or end-group); the rest of the frame is ignored, as carbon does"
+                                );
+                            }
+                        }
+                        Err(e) => ingest.bad_line(peer, b"<protobuf frame>", &e),
+                    }
+                    at += frame.consumed;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer, error = %e, "protobuf frame refused; dropping the connection");
                     return Ok(());
                 }
             }
