@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`whisper_cli`]: `carbide whisper …`, the whisper-*.py scripts.
-//! - [`roles`]: `carbide cache` and `carbide serve`.
+//! - [`roles`]: `carbide cache`.
+//! - [`serve`]: `carbide serve`, the cache, web API and StatsD in one process.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod relay_cli;
 mod roles;
+mod serve;
 mod statsd_cli;
 mod web_cli;
 mod whisper_cli;
@@ -28,8 +30,8 @@ struct Cli {
 /// The roles and tool groups of the binary.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// A single-node Graphite on embedded defaults: cache, writers, carbonlink, admin endpoints.
-    Serve(roles::ServeArgs),
+    /// A single-node Graphite on embedded defaults: cache, writers, carbonlink, admin, web API, StatsD.
+    Serve(serve::ServeArgs),
     /// carbon-cache: ingest (line, pickle), cache, persist to whisper, carbonlink, from carbon.conf.
     Cache(roles::CacheArgs),
     /// carbon-relay: route by relay rules or consistent hashing, with bounded, disk-spilling queues.
@@ -69,7 +71,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             roles::init_logging();
-            roles::serve(args)
+            serve::run(args)
         }
         Command::Relay(args) => {
             roles::init_logging();

@@ -1,5 +1,6 @@
-//! `carbide cache` (carbon-cache with its carbon.conf) and `carbide serve` (the same engine on
-//! embedded defaults): settings in, a running [`CacheRole`] out, and the signals an operator expects.
+//! `carbide cache` (carbon-cache with its carbon.conf): settings in, a running [`CacheRole`] out,
+//! and the signals an operator expects. `carbide serve` (in `serve.rs`) runs the same engine on
+//! embedded defaults and shares the signal loop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,53 +42,6 @@ pub struct CacheArgs {
     #[arg(hide = true)]
     action: Option<String>,
 }
-
-/// `carbide serve`: a whole single-node Graphite on embedded defaults, no config needed.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Where the whisper tree lives.
-    #[arg(long, default_value = "carbide-data")]
-    data_dir: PathBuf,
-    /// Address every listener binds; loopback by default.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: std::net::IpAddr,
-    /// Plaintext protocol port (TCP).
-    #[arg(long, default_value_t = 2003)]
-    line_port: u16,
-    /// Plaintext protocol port (UDP); off unless given.
-    #[arg(long)]
-    udp_port: Option<u16>,
-    /// Pickle protocol port.
-    #[arg(long, default_value_t = 2004)]
-    pickle_port: u16,
-    /// Carbonlink (cache query) port.
-    #[arg(long, default_value_t = 7002)]
-    carbonlink_port: u16,
-    /// Admin HTTP port (/admin/*, /metrics), always on loopback.
-    #[arg(long, default_value_t = 7080)]
-    admin_port: u16,
-    /// Writer threads.
-    #[arg(long, default_value_t = 4)]
-    writers: usize,
-    /// Seconds between self-metrics (carbon.agents.*); 0 turns them off.
-    #[arg(long, default_value_t = 60)]
-    metric_interval: u64,
-    /// Seconds shutdown may spend writing the cache before dumping the rest for the next start.
-    #[arg(long, default_value_t = 60)]
-    shutdown_timeout: u64,
-}
-
-/// The schemas `carbide serve` uses: its own metrics at a minute for 90 days, everything else at
-/// 10 s for 6 hours, a minute for a week, 10 minutes for 5 years.
-const SERVE_SCHEMAS: &str = "\
-[carbon]
-pattern = ^carbon\\.
-retentions = 60:90d
-
-[default]
-pattern = .*
-retentions = 10s:6h,1m:7d,10m:5y
-";
 
 fn inf_to_none(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
@@ -201,6 +155,7 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
             ".carbide-cache-{}.dump",
             args.instance.as_deref().unwrap_or("default")
         )),
+        on_create: None,
         limits: ReceiverLimits {
             max_connections: inf_to_none(settings.max_receiver_connections).map_or(100_000, |m| m as usize),
             max_frame: settings.pickle_receiver_max_length as usize,
@@ -215,44 +170,20 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
     Ok((opts, settings))
 }
 
-fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
-    let (schemas, _) = parse_storage_schemas("<embedded storage-schemas.conf>", SERVE_SCHEMAS)?;
-    let policy = ConfigPolicy {
-        schemas,
-        aggregation: AggregationSchemas::builtin(),
-        tag_hash_filenames: true,
-    };
-    let at = |port: u16| Some(SocketAddr::new(args.bind, port));
-    Ok(RoleOptions {
-        data_dir: args.data_dir.clone(),
-        line_tcp: at(args.line_port),
-        line_udp: args.udp_port.and_then(at),
-        pickle: at(args.pickle_port),
-        protobuf: None,
-        carbonlink: at(args.carbonlink_port),
-        admin: Some(SocketAddr::from(([127, 0, 0, 1], args.admin_port))),
-        cache: CacheConfig::default(),
-        writers: args.writers,
-        max_updates_per_second: None,
-        whisper: WhisperSettings {
-            sparse: true,
-            ..WhisperSettings::default()
-        },
-        policy: Arc::new(policy),
-        lists: Lists::default(),
-        metric_prefix: "carbon".into(),
-        metric_interval: (args.metric_interval > 0).then(|| Duration::from_secs(args.metric_interval)),
-        agent: selfmetrics::agent_name(None),
-        shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
-        dump_path: args.data_dir.join(".carbide-cache.dump"),
-        limits: ReceiverLimits::default(),
-    })
-}
-
 /// Runs a role until SIGTERM or SIGINT; SIGHUP reloads, SIGQUIT logs a snapshot.
 async fn run_until_signalled(opts: RoleOptions, settings: Option<CarbonSettings>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     let role = CacheRole::start(opts).await.context("cannot start the cache")?;
+    wait_for_stop(&role, settings.as_ref()).await?;
+    tracing::info!("shutting down: listeners closed, writing the cache");
+    let report = role.stop().await?;
+    tracing::info!(drained = report.drained, dumped = report.dumped, "stopped");
+    Ok(())
+}
+
+/// Handles signals until SIGTERM or SIGINT: SIGHUP reloads schemas, rules and lists (when there is
+/// a carbon.conf), SIGQUIT logs the admin snapshot.
+pub(crate) async fn wait_for_stop(role: &CacheRole, settings: Option<&CarbonSettings>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -261,7 +192,7 @@ async fn run_until_signalled(opts: RoleOptions, settings: Option<CarbonSettings>
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match settings.as_ref().map(load_policy) {
+            _ = hup.recv() => match settings.map(load_policy) {
                 Some(Ok((policy, lists))) => {
                     role.persister.set_policy(Arc::new(policy));
                     role.ingest.set_lists(lists);
@@ -276,17 +207,16 @@ async fn run_until_signalled(opts: RoleOptions, settings: Option<CarbonSettings>
             }
         }
     }
-    tracing::info!("shutting down: listeners closed, writing the cache");
-    let report = role.stop().await?;
-    tracing::info!(drained = report.drained, dumped = report.dumped, "stopped");
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The runtime of the cache role's listeners.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn finish(r: Result<()>) -> ExitCode {
+/// The exit code of a role, printing its error.
+pub(crate) fn finish(r: Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -301,14 +231,6 @@ pub fn cache(args: CacheArgs) -> ExitCode {
     finish((|| {
         let (opts, settings) = cache_options(&args)?;
         runtime()?.block_on(run_until_signalled(opts, Some(settings)))
-    })())
-}
-
-/// `carbide serve`.
-pub fn serve(args: ServeArgs) -> ExitCode {
-    finish((|| {
-        let opts = serve_options(&args)?;
-        runtime()?.block_on(run_until_signalled(opts, None))
     })())
 }
 

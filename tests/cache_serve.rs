@@ -27,6 +27,9 @@ fn serve_runs_on_embedded_defaults() {
         .arg(format!("--carbonlink-port={}", p.query))
         .arg(format!("--admin-port={}", p.admin))
         .arg("--metric-interval=1")
+        // The web API and StatsD have their own test (serve_e2e.rs); off here, so no fixed port.
+        .arg("--web-port=0")
+        .arg("--statsd-port=0")
         .env("CARBIDE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use carbide_cache::persist::{CreateSpec, WhisperSettings, plain_path};
-use carbide_cache::{Cache, CacheConfig, StoragePolicy, WhisperPersister, WriterPool};
+use carbide_cache::{
+    Cache, CacheConfig, Outcome, PersistError, Persister, StoragePolicy, WhisperPersister, WriterPool,
+};
 use carbide_config::{AggregationSchemas, StorageSchemas};
 use carbide_core::name::NameError;
 use parking_lot::Mutex;
@@ -100,6 +102,33 @@ pub struct RoleOptions {
     pub dump_path: PathBuf,
     /// Client limits.
     pub limits: ReceiverLimits,
+    /// Called with a metric's name once its whisper file was created and first written (`serve`
+    /// tells its web index, so a new metric is found without a rescan).
+    pub on_create: Option<OnCreate>,
+}
+
+/// A hook told about each newly created metric.
+pub type OnCreate = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The whisper persister, telling `on_create` about every file it creates.
+struct Announcing {
+    inner: Arc<WhisperPersister>,
+    on_create: OnCreate,
+}
+
+impl Persister for Announcing {
+    fn persist(
+        &self,
+        metric: &str,
+        points: &[carbide_whisper::Point],
+        throttled: bool,
+    ) -> Result<Outcome, PersistError> {
+        let outcome = self.inner.persist(metric, points, throttled)?;
+        if outcome == (Outcome::Written { created: true }) {
+            (self.on_create)(metric);
+        }
+        Ok(outcome)
+    }
 }
 
 /// A running cache role.
@@ -169,9 +198,16 @@ impl CacheRole {
             opts.policy.clone(),
             opts.whisper,
         ));
+        let writes_to: Arc<dyn Persister> = match opts.on_create.clone() {
+            Some(on_create) => Arc::new(Announcing {
+                inner: persister.clone(),
+                on_create,
+            }),
+            None => persister.clone(),
+        };
         let pool = WriterPool::start(
             cache.clone(),
-            persister.clone(),
+            writes_to,
             opts.writers,
             opts.max_updates_per_second,
         )?;
