@@ -92,6 +92,11 @@ impl Buffers {
         self.buffers.clear();
     }
 
+    /// Replaces the rewrite rules (rewrite-rules.conf changed); buffers are kept.
+    pub fn set_rewrite(&mut self, rewrite: RewriteRules) {
+        self.rewrite = rewrite;
+    }
+
     /// Number of live metric buffers.
     pub fn len(&self) -> usize {
         self.buffers.len()

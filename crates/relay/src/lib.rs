@@ -29,10 +29,28 @@ pub mod spill;
 
 pub use error::RelayError;
 
+/// One decoded point, borrowing its name from the receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Incoming<'a> {
+    /// Metric name.
+    pub name: &'a str,
+    /// Value.
+    pub value: f64,
+    /// Seconds since the epoch.
+    pub timestamp: f64,
+}
+
 /// Where decoded points go: the relay's router or the aggregator's buffers.
 pub trait Sink: Send + Sync {
     /// Takes one point; `false` when it was dropped (counted by the sink).
     fn point(&self, name: &str, value: f64, timestamp: f64) -> bool;
+    /// Takes every point decoded from one read, in order; a sink that can queue a whole read at
+    /// once (one lock per destination instead of one per point) overrides this.
+    fn points(&self, batch: &[Incoming<'_>]) {
+        for p in batch {
+            self.point(p.name, p.value, p.timestamp);
+        }
+    }
     /// True while receivers should stop reading (a destination queue is full).
     fn should_pause(&self) -> bool;
     /// Counts a line or entry that could not be decoded.

@@ -89,42 +89,56 @@ impl DestQueue {
 
     /// Queues one point following the module's policy; `false` when it was dropped.
     pub fn push(&self, p: Point) -> bool {
-        self.stats.attempted.fetch_add(1, Ordering::Relaxed);
-        let connected = self.stats.connected.load(Ordering::Relaxed);
-        let mut st = self.state.lock();
-        let spilling = st.spill.as_ref().is_some_and(|s| s.pending() > 0);
-        let len = st.mem.len();
-        let to_memory = !spilling && (len < self.max || (connected && len < self.hard));
-        let ok = if to_memory {
-            st.mem.push_back(p);
-            true
-        } else if let Some(spill) = st.spill.as_mut() {
-            match spill.append(&p) {
-                Ok(()) => {
-                    self.stats.spilled.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Err(e) => {
-                    self.drop_point(&mut st, &p, &e.to_string());
-                    false
-                }
-            }
-        } else if len < self.hard {
-            st.mem.push_back(p);
-            true
-        } else {
-            self.drop_point(&mut st, &p, "queue full and no spill file");
-            false
-        };
-        drop(st);
-        if ok {
-            self.ready.notify_one();
-        }
-        ok
+        self.push_many(std::iter::once(p)) == 0
     }
 
-    fn drop_point(&self, st: &mut State, p: &Point, why: &str) {
-        let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Queues points in order, each following the module's policy, under one lock and with one
+    /// wake-up of the sender; returns how many were dropped.
+    pub fn push_many(&self, points: impl IntoIterator<Item = Point>) -> u64 {
+        let connected = self.stats.connected.load(Ordering::Relaxed);
+        let (mut attempted, mut queued, mut spilled, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+        let mut st = self.state.lock();
+        for p in points {
+            attempted += 1;
+            let spilling = st.spill.as_ref().is_some_and(|s| s.pending() > 0);
+            let len = st.mem.len();
+            if !spilling && (len < self.max || (connected && len < self.hard)) {
+                st.mem.push_back(p);
+                queued += 1;
+            } else if let Some(spill) = st.spill.as_mut() {
+                match spill.append(&p) {
+                    Ok(()) => spilled += 1,
+                    Err(e) => {
+                        dropped += 1;
+                        self.drop_point(&mut st, &p, &e.to_string(), dropped);
+                    }
+                }
+            } else if len < self.hard {
+                st.mem.push_back(p);
+                queued += 1;
+            } else {
+                dropped += 1;
+                self.drop_point(&mut st, &p, "queue full and no spill file", dropped);
+            }
+        }
+        drop(st);
+        self.stats.attempted.fetch_add(attempted, Ordering::Relaxed);
+        if spilled > 0 {
+            self.stats.spilled.fetch_add(spilled, Ordering::Relaxed);
+        }
+        if dropped > 0 {
+            self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        if queued + spilled > 0 {
+            self.ready.notify_one();
+        }
+        dropped
+    }
+
+    /// Logs a drop, once a second at most; `batch_drops` counts this batch's drops so far (not yet
+    /// added to the counter).
+    fn drop_point(&self, st: &mut State, p: &Point, why: &str, batch_drops: u64) {
+        let n = self.stats.dropped.load(Ordering::Relaxed) + batch_drops;
         let now = Instant::now();
         if st
             .last_drop_log

@@ -1,16 +1,18 @@
 //! The relay and aggregator roles wired together: receivers → [`Sink`] → router → destination
 //! queues → senders, plus self-metrics and an orderly shutdown.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use std::time::SystemTime;
 
 use carbide_config::CarbonSettings;
 use carbide_routing::NodeId;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,7 +23,7 @@ use crate::queue::{DestQueue, Point};
 use crate::router::Router;
 use crate::sender::{SenderConfig, WireFormat};
 use crate::spill::Spill;
-use crate::{RelayError, Sink, now_f64};
+use crate::{Incoming, RelayError, Sink, now_f64};
 
 /// Options not in carbon.conf (or overriding it).
 #[derive(Debug, Clone)]
@@ -36,36 +38,45 @@ pub struct Options {
     pub metric_group: &'static str,
     /// The host part of self-metric names (hostname with dots as `_`, `-instance` appended).
     pub metric_host: String,
-    /// aggregation-rules.conf, re-read (as carbon does) when its mtime changes, checked every 10 s.
+    /// aggregation-rules.conf, re-read (as carbon does) when its mtime changes, checked every 10 s,
+    /// and on [`Running::reload_aggregator`] (SIGHUP).
     pub aggregation_rules_path: Option<PathBuf>,
+    /// rewrite-rules.conf, re-read like aggregation-rules.conf.
+    pub rewrite_rules_path: Option<PathBuf>,
 }
 
-fn mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
+fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Re-reads aggregation-rules.conf when it changed; a broken file keeps the old rules.
-fn reload_rules(a: &Aggregator, path: &std::path::Path, seen: &mut Option<std::time::SystemTime>) {
-    let now = mtime(path);
-    if now == *seen {
-        return;
+/// The aggregator's rule files and the modification times they were last read at.
+#[derive(Debug, Default)]
+struct RuleFiles {
+    aggregation: Option<PathBuf>,
+    rewrite: Option<PathBuf>,
+    seen: Mutex<[Option<SystemTime>; 2]>,
+}
+
+/// Reads a rule file, a missing one as empty text (carbon clears the rules then, as at start).
+fn read_rule_file(p: &Path) -> Result<String, carbide_config::ConfigError> {
+    if p.exists() {
+        carbide_config::load(p)
+    } else {
+        Ok(String::new())
     }
-    *seen = now;
-    let name = path.display().to_string();
-    let parsed = carbide_config::load(path).and_then(|t| carbide_config::parse_aggregation_rules(&name, &t));
-    match parsed {
-        Ok((rules, warnings)) => {
-            warnings.iter().for_each(|w| tracing::warn!("{w}"));
-            tracing::info!(rules = rules.len(), "aggregation rules re-read; buffers cleared");
-            a.buffers.lock().set_rules(rules);
-        }
-        Err(e) => tracing::error!("{e}; keeping the previous aggregation rules"),
-    }
+}
+
+/// Per-destination batches, routes and ring scratch, kept per thread between batches.
+struct Scratch {
+    per: Vec<Vec<Point>>,
+    out: Vec<usize>,
+    ring: Vec<NodeId>,
 }
 
 /// The destination queues and the router in front of them.
 pub struct Outputs {
-    router: Router,
+    /// Swapped whole on reload; senders of a batch keep the router they started with.
+    router: RwLock<Arc<Router>>,
     /// One queue per DESTINATIONS entry, same order.
     pub queues: Vec<Arc<DestQueue>>,
     /// Points no destination took (the rules matched none).
@@ -75,24 +86,77 @@ pub struct Outputs {
 impl Outputs {
     /// Routes one point and queues it on each of its destinations.
     pub fn send(&self, name: &str, value: f64, timestamp: f64) -> bool {
-        let mut out = Vec::new();
-        let mut scratch: Vec<NodeId> = Vec::new();
-        self.router.route(name, &mut out, &mut scratch);
-        if out.is_empty() {
-            self.unrouted.fetch_add(1, Ordering::Relaxed);
-            return false;
+        self.send_batch(&[Incoming {
+            name,
+            value,
+            timestamp,
+        }]) == 0
+    }
+
+    /// Routes points and queues them, in order, each destination's share under one lock;
+    /// returns how many were unrouted or dropped.
+    pub fn send_batch(&self, batch: &[Incoming<'_>]) -> u64 {
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = const {
+                RefCell::new(Scratch { per: Vec::new(), out: Vec::new(), ring: Vec::new() })
+            };
         }
-        let mut ok = true;
-        for i in out {
-            if let Some(q) = self.queues.get(i) {
-                ok &= q.push(Point {
-                    name: name.to_string(),
-                    value,
-                    timestamp,
-                });
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => {
+                let Scratch { per, out, ring } = &mut *s;
+                self.send_batch_with(batch, per, out, ring)
+            }
+            // Only reachable if a queue push re-entered send_batch on this thread.
+            Err(_) => self.send_batch_with(batch, &mut Vec::new(), &mut Vec::new(), &mut Vec::new()),
+        })
+    }
+
+    fn send_batch_with(
+        &self,
+        batch: &[Incoming<'_>],
+        per: &mut Vec<Vec<Point>>,
+        out: &mut Vec<usize>,
+        scratch: &mut Vec<NodeId>,
+    ) -> u64 {
+        let router = self.router();
+        per.resize_with(self.queues.len(), Vec::new);
+        let mut lost = 0u64;
+        for p in batch {
+            router.route(p.name, out, scratch);
+            if out.is_empty() {
+                lost += 1;
+                continue;
+            }
+            for &i in out.iter() {
+                if let Some(v) = per.get_mut(i) {
+                    v.push(Point {
+                        name: p.name.to_string(),
+                        value: p.value,
+                        timestamp: p.timestamp,
+                    });
+                }
             }
         }
-        ok
+        if lost > 0 {
+            self.unrouted.fetch_add(lost, Ordering::Relaxed);
+        }
+        for (q, pts) in self.queues.iter().zip(per.iter_mut()) {
+            if !pts.is_empty() {
+                lost += q.push_many(pts.drain(..));
+            }
+        }
+        lost
+    }
+
+    /// The router in use now.
+    pub fn router(&self) -> Arc<Router> {
+        self.router.read().clone()
+    }
+
+    /// Routes every point from now on with `router` (a reload of the rules); it must come from
+    /// the same DESTINATIONS, which a reload does not change.
+    pub fn set_router(&self, router: Router) {
+        *self.router.write() = Arc::new(router);
     }
 
     /// True while any live destination's queue is full.
@@ -128,6 +192,12 @@ impl Sink for Relay {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.outputs.send(name, value, timestamp)
     }
+    fn points(&self, batch: &[Incoming<'_>]) {
+        self.stats
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.outputs.send_batch(batch);
+    }
     fn should_pause(&self) -> bool {
         self.outputs.should_pause()
     }
@@ -147,6 +217,7 @@ pub struct Aggregator {
     pub stats: Arc<InputStats>,
     /// Aggregates emitted (`aggregateDatapointsSent`).
     pub emitted: AtomicU64,
+    files: RuleFiles,
 }
 
 impl Sink for Aggregator {
@@ -168,6 +239,52 @@ impl Sink for Aggregator {
 }
 
 impl Aggregator {
+    /// Re-reads aggregation-rules.conf and rewrite-rules.conf: both when `force` (SIGHUP), else
+    /// only a file whose mtime changed since it was last read (carbon's 10 s poll). Both files
+    /// are parsed before either is applied, so a broken one keeps every previous rule; the error
+    /// names file:line. Returns whether anything was replaced. New aggregation rules clear the
+    /// buffers, as carbon's do.
+    pub fn reload(&self, force: bool) -> Result<bool, RelayError> {
+        let paths = [self.files.aggregation.as_deref(), self.files.rewrite.as_deref()];
+        let now = paths.map(|p| p.and_then(mtime));
+        let changed = {
+            let mut seen = self.files.seen.lock();
+            let changed = [0, 1].map(|i| paths[i].is_some() && (force || seen[i] != now[i]));
+            // Remember the mtime even when the file is broken: the poll logs it once, not every 10 s.
+            *seen = now;
+            changed
+        };
+        let aggregation = match paths[0] {
+            Some(p) if changed[0] => {
+                let (rules, warnings) =
+                    carbide_config::parse_aggregation_rules(&p.display().to_string(), &read_rule_file(p)?)?;
+                warnings.iter().for_each(|w| tracing::warn!("{w}"));
+                Some(rules)
+            }
+            _ => None,
+        };
+        let rewrite = match paths[1] {
+            Some(p) if changed[1] => {
+                let (rules, warnings) =
+                    carbide_config::parse_rewrite_rules(&p.display().to_string(), &read_rule_file(p)?)?;
+                warnings.iter().for_each(|w| tracing::warn!("{w}"));
+                Some(rules)
+            }
+            _ => None,
+        };
+        let replaced = aggregation.is_some() || rewrite.is_some();
+        let mut b = self.buffers.lock();
+        if let Some(r) = rewrite {
+            tracing::info!(pre = r.pre.len(), post = r.post.len(), "rewrite rules re-read");
+            b.set_rewrite(r);
+        }
+        if let Some(rules) = aggregation {
+            tracing::info!(rules = rules.len(), "aggregation rules re-read; buffers cleared");
+            b.set_rules(rules);
+        }
+        Ok(replaced)
+    }
+
     /// Runs due computations and sends what they emit.
     pub fn tick(&self) {
         let mut out: Vec<Output> = Vec::new();
@@ -193,6 +310,7 @@ pub struct Running {
     pub pickle_addr: Option<SocketAddr>,
     /// The queues, for tests and admin.
     pub outputs: Arc<Outputs>,
+    aggregator: Option<Arc<Aggregator>>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     senders: Vec<JoinHandle<()>>,
@@ -200,6 +318,17 @@ pub struct Running {
 }
 
 impl Running {
+    /// Routes from now on with `router` (relay-rules.conf re-read on SIGHUP).
+    pub fn reload_router(&self, router: Router) {
+        self.outputs.set_router(router);
+    }
+
+    /// Re-reads the aggregator's rule files now (SIGHUP); see [`Aggregator::reload`]. A relay has
+    /// none: `Ok(false)`.
+    pub fn reload_aggregator(&self) -> Result<bool, RelayError> {
+        self.aggregator.as_ref().map_or(Ok(false), |a| a.reload(true))
+    }
+
     /// Stops the receivers, gives the senders up to `grace` to empty their memory queues, then
     /// stops. What is left in memory goes to the front of the spill file (when spilling is on), so
     /// the next start replays it, in order, before the rest.
@@ -293,7 +422,7 @@ pub fn build_outputs(
     }
     Ok((
         Arc::new(Outputs {
-            router,
+            router: RwLock::new(Arc::new(router)),
             queues,
             unrouted: AtomicU64::new(0),
         }),
@@ -348,26 +477,33 @@ pub async fn start(
             None,
         ),
         Role::Aggregator(buffers) => {
+            let files = RuleFiles {
+                seen: Mutex::new(
+                    [&opts.aggregation_rules_path, &opts.rewrite_rules_path]
+                        .map(|p| p.as_deref().and_then(mtime)),
+                ),
+                aggregation: opts.aggregation_rules_path.clone(),
+                rewrite: opts.rewrite_rules_path.clone(),
+            };
             let a = Arc::new(Aggregator {
                 outputs: outputs.clone(),
                 buffers: Mutex::new(buffers),
                 stats: input_stats.clone(),
                 emitted: AtomicU64::new(0),
+                files,
             });
             let t = a.clone();
-            let rules_path = opts.aggregation_rules_path.clone();
             others.push(tokio::spawn(async move {
                 let mut iv = tokio::time::interval(Duration::from_millis(100));
-                let mut seen = rules_path.as_deref().and_then(mtime);
                 let mut n = 0u64;
                 loop {
                     iv.tick().await;
                     t.tick();
                     n += 1;
                     if n.is_multiple_of(100)
-                        && let Some(p) = &rules_path
+                        && let Err(e) = t.reload(false)
                     {
-                        reload_rules(&t, p, &mut seen);
+                        tracing::error!("{e}; keeping the previous rules");
                     }
                 }
             }));
@@ -408,6 +544,7 @@ pub async fn start(
         tracing::info!(?addr, ?wire, "listening");
         listeners.push(tokio::spawn(run_tcp(l, wire, sink.clone(), limits, rx.clone())));
     }
+    let aggregator_handle = aggregator.clone();
     if settings.carbon_metric_interval > 0 {
         let every = Duration::from_secs(settings.carbon_metric_interval);
         let base = format!(
@@ -428,6 +565,7 @@ pub async fn start(
     Ok(Running {
         line_addr,
         pickle_addr,
+        aggregator: aggregator_handle,
         outputs,
         shutdown: tx,
         listeners,

@@ -48,6 +48,7 @@ async fn relay(s: &CarbonSettings, spool: Option<std::path::PathBuf>, stall: Dur
             metric_group: "relays",
             metric_host: "test".into(),
             aggregation_rules_path: None,
+            rewrite_rules_path: None,
         },
     )
     .await
