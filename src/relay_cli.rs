@@ -13,7 +13,7 @@ use carbide_config::{
 };
 use carbide_relay::aggregate::Buffers;
 use carbide_relay::router::Router;
-use carbide_relay::service::{Options, Role, start};
+use carbide_relay::service::{Options, Role, Running, start};
 
 /// Arguments shared by `carbide relay` and `carbide aggregator`.
 #[derive(Debug, clap::Args)]
@@ -97,6 +97,7 @@ fn options(args: &RelayArgs, settings: &CarbonSettings, group: &'static str) -> 
         metric_group: group,
         metric_host: host_name(args.instance.as_deref()),
         aggregation_rules_path: None,
+        rewrite_rules_path: None,
     }
 }
 
@@ -144,6 +145,24 @@ fn relay_router(settings: &CarbonSettings) -> Result<Router> {
     Ok(Router::from_settings(settings, rules, agg)?)
 }
 
+/// What SIGHUP re-reads: the relay's router (relay-rules.conf, or aggregation-rules.conf for
+/// aggregated-consistent-hashing), or the aggregator's aggregation and rewrite rules.
+enum Reload {
+    Router,
+    Aggregator,
+}
+
+/// Re-reads the rule files; on any error the running rules stay as they were.
+fn reload(what: &Reload, settings: &CarbonSettings, running: &Running) -> Result<()> {
+    match what {
+        Reload::Router => running.reload_router(relay_router(settings)?),
+        Reload::Aggregator => {
+            running.reload_aggregator()?;
+        }
+    }
+    Ok(())
+}
+
 async fn run_until_signalled(
     settings: CarbonSettings,
     router: Router,
@@ -152,12 +171,23 @@ async fn run_until_signalled(
     grace: Duration,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let what = match role {
+        Role::Relay => Reload::Router,
+        Role::Aggregator(_) => Reload::Aggregator,
+    };
     let running = start(&settings, router, role, opts).await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match reload(&what, &settings, &running) {
+                Ok(()) => tracing::info!("SIGHUP: rules re-read and in use"),
+                Err(e) => tracing::error!("SIGHUP: {e:#}; keeping the previous rules"),
+            },
+        }
     }
     tracing::info!("shutting down: receivers closed, emptying queues");
     running.shutdown(grace).await;
@@ -210,6 +240,7 @@ pub fn aggregator(args: RelayArgs) -> ExitCode {
         let router = Router::from_settings(&settings, None, vec![])?;
         let mut opts = options(&args, &settings, "aggregator");
         opts.aggregation_rules_path = Some(PathBuf::from(&p));
+        opts.rewrite_rules_path = Some(PathBuf::from(settings.rewrite_rules_path()));
         let grace = Duration::from_secs(args.shutdown_timeout);
         runtime()?.block_on(run_until_signalled(
             settings,

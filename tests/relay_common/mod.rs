@@ -1,0 +1,188 @@
+//! Shared by the `tests/relay_*.rs` suites that run the `carbide relay` / `carbide aggregator`
+//! binary: line-protocol destinations that record what they receive, and a child process that is
+//! always killed when its handle drops.
+
+#![allow(dead_code)]
+// Test support: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A line-protocol destination: every line it receives, in order, on any connection.
+pub struct Dest {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Dest {
+    /// Listens on a free loopback port.
+    pub fn start() -> Dest {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let store = lines.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(c).lines() {
+                        let Ok(line) = line else { return };
+                        store.lock().unwrap().push(line);
+                    }
+                });
+            }
+        });
+        Dest { port, lines }
+    }
+
+    /// Everything received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Received lines whose metric name starts with `prefix`.
+    pub fn named(&self, prefix: &str) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l.starts_with(prefix))
+            .collect()
+    }
+}
+
+/// A running `carbide relay` or `carbide aggregator`, killed when dropped.
+pub struct Proc {
+    child: Child,
+    /// Its line receiver.
+    pub line: u16,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Writes `[section]` with the receivers on free ports plus `conf` into dir/carbon.conf and
+    /// starts `carbide <role>` on it; waits for the line receiver.
+    pub fn start(role: &str, dir: &Path, conf: &str) -> Proc {
+        let line = free_port();
+        let text = format!(
+            "[{role}]
+STORAGE_DIR = {d}/
+LOG_DIR = {d}/
+PID_DIR = {d}/
+LINE_RECEIVER_INTERFACE = 127.0.0.1
+LINE_RECEIVER_PORT = {line}
+PICKLE_RECEIVER_INTERFACE = 127.0.0.1
+PICKLE_RECEIVER_PORT = {pickle}
+{conf}
+",
+            d = dir.display(),
+            pickle = free_port(),
+        );
+        std::fs::write(dir.join("carbon.conf"), text).unwrap();
+        let log = dir.join(format!("{role}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_carbide"))
+            .arg(role)
+            .arg("-c")
+            .arg(dir.join("carbon.conf"))
+            .arg("--spool-dir")
+            .arg(dir.join("spool"))
+            .env("CARBIDE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start carbide");
+        let mut p = Proc { child, line, log };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", line)).is_err() {
+            if let Some(st) = p.child.try_wait().unwrap() {
+                panic!("carbide {role} exited at start ({st}):\n{}", p.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "carbide {role} not listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) to this process by its PID.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends plaintext lines on a fresh connection.
+    pub fn send(&self, text: &str) {
+        use std::io::Write;
+        let mut s = TcpStream::connect(("127.0.0.1", self.line)).unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits until `what` appears in the log `n` times.
+    pub fn wait_log(&self, what: &str, n: usize) {
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{what:?} ×{n} in the log"),
+            || self.log().matches(what).count() >= n,
+        );
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it holds, failing after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
