@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Writer threads.
     #[arg(long, default_value_t = 4)]
     writers: usize,
+    /// Whisper update calls per second, all writers together (carbon's MAX_UPDATES_PER_SECOND:
+    /// spares a slow disk, the cache holds the rest); unlimited unless given.
+    #[arg(long)]
+    max_updates_per_second: Option<f64>,
     /// Seconds between self-metrics (carbon.agents.*); 0 turns them off.
     #[arg(long, default_value_t = 60)]
     metric_interval: u64,
@@ -143,7 +147,7 @@ fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
         admin: (args.admin_port != 0).then(|| SocketAddr::from(([127, 0, 0, 1], args.admin_port))),
         cache: CacheConfig::default(),
         writers: args.writers,
-        max_updates_per_second: None,
+        max_updates_per_second: args.max_updates_per_second,
         whisper: WhisperSettings {
             sparse: true,
             ..WhisperSettings::default()
