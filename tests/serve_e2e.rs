@@ -459,3 +459,55 @@ fn serve_sigterm_flushes_statsd_and_keeps_every_point_across_a_restart() {
     assert!(TcpStream::connect(("127.0.0.1", p2.statsd_admin)).is_err());
     drop(serve2);
 }
+
+/// Runs `carbide serve` expecting it to refuse to start: its stderr.
+fn refused(data: &Path, ports: ServePorts, extra: &[&str]) -> String {
+    let mut child = Command::new(carbide_exe())
+        .arg("serve")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--line-port={}", ports.line))
+        .arg(format!("--pickle-port={}", ports.pickle))
+        .arg(format!("--carbonlink-port={}", ports.carbonlink))
+        .arg(format!("--admin-port={}", ports.admin))
+        .arg(format!("--web-port={}", ports.web))
+        .arg(format!("--statsd-port={}", ports.statsd))
+        .arg(format!("--statsd-admin-port={}", ports.statsd_admin))
+        .args(extra)
+        .env("CARBIDE_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("carbide serve kept running although it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!status.success(), "carbide serve exited with {status}: {err}");
+    err
+}
+
+#[test]
+fn serve_refuses_a_busy_web_port_and_a_zero_flush_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ports = ServePorts::free();
+    let busy = std::net::TcpListener::bind(("127.0.0.1", ports.web)).unwrap();
+    let err = refused(&data, ports, &[]);
+    assert!(
+        err.contains("web API") && err.contains(&ports.web.to_string()),
+        "{err}"
+    );
+    drop(busy);
+    let err = refused(&data, ServePorts::free(), &["--statsd-flush-interval=0"]);
+    assert!(err.contains("statsd-flush-interval"), "{err}");
+}
