@@ -1,20 +1,175 @@
-//! graphite-web's Graph (styling: the data is unchanged, the style is kept for graphs) functions.
+//! graphite-web's Graph functions: styling kept in [`TimeSeries::style`] for the png/svg
+//! renderer (graphite-web's `series.options` and `series.color`), with graphite-web's renames and
+//! tags. Values are unchanged except by `stacked` (running totals) and the new series of
+//! `threshold` and `verticalLine`.
+//!
+//! Differences from graphite-web 1.1.8, all about state we do not keep:
+//! - `stacked` keeps its running total per call; graphite-web keeps it per request, so
+//!   `target=stacked(a)&target=stacked(b)` stacks b on a there and not here.
+//! - `verticalLine` reads absolute times in UTC (the evaluator has no request time zone) and
+//!   relative ones from the request's `now` (graphite-web: the wall clock); without a label its
+//!   name is empty where graphite-web's json says `null`.
 
+use carbide_query::attime::parse_at_time;
 use carbide_query::grammar::Call;
 
 use super::Args;
+use super::base::map;
 use crate::RenderError;
-use crate::catalog::FunctionInfo;
-use crate::eval::Context;
-use crate::series::TimeSeries;
+use crate::catalog::{FunctionInfo, Param, SL, def, p, req};
+use crate::eval::{Context, Value};
+use crate::pyfmt::{g, num_str, py_float_repr};
+use crate::series::{TimeSeries, set_tag};
+
+const fn f(name: &'static str, params: &'static [Param]) -> FunctionInfo {
+    FunctionInfo {
+        name,
+        group: "Graph",
+        params,
+    }
+}
 
 /// The functions of this group, as `/functions` lists them.
-pub const FUNCTIONS: &[FunctionInfo] = &[];
+pub const FUNCTIONS: &[FunctionInfo] = &[
+    f("color", &[SL, req("theColor", "string")]),
+    f("alpha", &[SL, req("alpha", "float")]),
+    f("dashed", &[SL, def("dashLength", "integer", "5")]),
+    f("lineWidth", &[SL, req("width", "float")]),
+    f("secondYAxis", &[SL]),
+    f("stacked", &[SL, p("stack", "string")]),
+    f("drawAsInfinite", &[SL]),
+    f("areaBetween", &[SL]),
+    f(
+        "threshold",
+        &[req("value", "float"), p("label", "string"), p("color", "string")],
+    ),
+    f(
+        "verticalLine",
+        &[req("ts", "date"), p("label", "string"), p("color", "string")],
+    ),
+];
+
+/// Python's `str(True)`, as style values are written.
+const TRUE: &str = "True";
 
 /// Runs one function of [`FUNCTIONS`].
-pub(crate) fn dispatch(_ctx: &Context<'_>, _call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
-    #[allow(clippy::match_single_binding)] // arms are added as the group grows
+pub(crate) fn dispatch(ctx: &Context<'_>, _call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     match a.info.name {
+        "color" => {
+            let color = a.required_string(1)?;
+            Ok(map(a.series(0)?, |s| {
+                set_tag(&mut s.style, "color", color.clone())
+            }))
+        }
+        "alpha" => {
+            let (alpha, _) = a.required_number(1)?;
+            Ok(map(a.series(0)?, |s| {
+                set_tag(&mut s.style, "alpha", py_float_repr(alpha));
+            }))
+        }
+        "lineWidth" => {
+            let (width, _) = a.required_number(1)?;
+            Ok(map(a.series(0)?, |s| {
+                set_tag(&mut s.style, "lineWidth", py_float_repr(width));
+            }))
+        }
+        "dashed" => {
+            // An integer parameter, but graphite-web does not enforce it: 2.5 stays 2.5.
+            let (len, int) = a.number(1)?.unwrap_or((5.0, true));
+            let text = num_str(len, int);
+            Ok(map(a.series(0)?, |s| {
+                s.set_tag("dashed", text.clone());
+                s.name = format!("dashed({}, {})", s.name, g(len));
+                set_tag(&mut s.style, "dashed", text.clone());
+            }))
+        }
+        "secondYAxis" | "drawAsInfinite" => {
+            let name = a.info.name;
+            Ok(map(a.series(0)?, |s| {
+                set_tag(&mut s.style, name, TRUE.into());
+                s.set_tag(name, "1");
+                s.name = format!("{name}({})", s.name);
+            }))
+        }
+        "stacked" => {
+            let stack = a.string(1)?;
+            let mut total: Vec<f64> = Vec::new();
+            Ok(map(a.series(0)?, |s| {
+                if total.len() < s.values.len() {
+                    total.resize(s.values.len(), 0.0);
+                }
+                for (v, t) in s.values.iter_mut().zip(total.iter_mut()) {
+                    if let Some(x) = v {
+                        *t += *x;
+                        *v = Some(*t);
+                    }
+                }
+                // series.copy(): a new series, so earlier options and color are gone.
+                if stack.is_none() {
+                    s.set_tag("stacked", "__DEFAULT__");
+                    s.name = format!("stacked({})", s.name);
+                }
+                s.path_expression = s.name.clone();
+                s.values_per_point = 1;
+                s.style = vec![("stacked".into(), TRUE.into())];
+            }))
+        }
+        "areaBetween" => {
+            let mut list = a.series(0)?;
+            if list.len() != 2 {
+                return Err(a.bad(&format!(
+                    "areaBetween series argument must reference *exactly* 2 series (got {})",
+                    list.len()
+                )));
+            }
+            let name = format!("areaBetween({})", list[1].path_expression);
+            set_tag(&mut list[1].tags, "areaBetween", "1".into());
+            let tags = list[1].tags.clone();
+            for (i, s) in list.iter_mut().enumerate() {
+                set_tag(&mut s.style, "stacked", TRUE.into());
+                if i == 0 {
+                    set_tag(&mut s.style, "invisible", TRUE.into());
+                }
+                s.tags = tags.clone();
+                s.name = name.clone();
+            }
+            Ok(list)
+        }
+        "threshold" => {
+            let (v, _) = a.required_number(0)?;
+            let step = (ctx.end - ctx.start) / 2;
+            let mut s = TimeSeries::new(&py_float_repr(v), ctx.start, ctx.end, step, vec![Some(v); 3]);
+            s.x_files_factor = ctx.x_files_factor;
+            s.path_expression = format!("constantLine({})", py_float_repr(v));
+            if let Some(label) = a.string(1)?.filter(|l| !l.is_empty()) {
+                s.name = label;
+            }
+            if let Some(color) = a.string(2)?.filter(|c| !c.is_empty()) {
+                set_tag(&mut s.style, "color", color);
+            }
+            Ok(vec![s])
+        }
+        "verticalLine" => {
+            let ts = match a.get(0) {
+                Some(Value::Str(text)) => parse_at_time(text, ctx.now, &jiff::tz::TimeZone::UTC)
+                    .map_err(|e| a.bad(&e.to_string()))?,
+                _ => return Err(a.bad("argument 1 must be a time string")),
+            };
+            if ts < ctx.start {
+                return Err(a.bad(&format!("timestamp {ts} exists before start of range")));
+            }
+            if ts > ctx.end {
+                return Err(a.bad(&format!("timestamp {ts} exists after end of range")));
+            }
+            let label = a.string(1)?.unwrap_or_default();
+            let mut s = TimeSeries::new(&label, ts, ts, 1, vec![Some(1.0); 2]);
+            s.x_files_factor = ctx.x_files_factor;
+            set_tag(&mut s.style, "drawAsInfinite", TRUE.into());
+            if let Some(color) = a.string(2)?.filter(|c| !c.is_empty()) {
+                set_tag(&mut s.style, "color", color);
+            }
+            Ok(vec![s])
+        }
         other => Err(RenderError::UnknownFunction(other.to_string())),
     }
 }
