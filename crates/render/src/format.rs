@@ -1,4 +1,5 @@
-//! Output formats: graphite-web's json (with maxDataPoints consolidation), csv and raw.
+//! Output formats: graphite-web's json (with maxDataPoints consolidation), csv, raw, and the
+//! pickle and msgpack that cluster nodes exchange.
 
 use crate::pyfmt::py_float_repr;
 use crate::series::TimeSeries;
@@ -143,8 +144,231 @@ pub fn csv(list: &[TimeSeries], tz: &jiff::tz::TimeZone) -> String {
     out
 }
 
+/// One series as graphite-web's `TimeSeries.getInfo()` gives it to pickle and msgpack: the wire
+/// format between cluster nodes (a remote graphite-web reads `/render?format=pickle`).
+fn series_info(s: &TimeSeries) -> Vec<(&'static str, Wire)> {
+    vec![
+        ("name", Wire::Str(s.name.clone())),
+        ("start", Wire::Int(s.start)),
+        ("end", Wire::Int(s.end)),
+        ("step", Wire::Int(s.step)),
+        (
+            "values",
+            Wire::List(
+                s.values
+                    .iter()
+                    .map(|v| v.map_or(Wire::None, Wire::Float))
+                    .collect(),
+            ),
+        ),
+        ("pathExpression", Wire::Str(s.path_expression.clone())),
+        ("valuesPerPoint", Wire::Int(s.values_per_point as i64)),
+        ("consolidationFunc", Wire::Str(s.consolidation_func.clone())),
+        ("xFilesFactor", wire_number(s.x_files_factor)),
+    ]
+}
+
+/// A number as Python holds it: graphite-web's default xFilesFactor is the int `0`.
+fn wire_number(x: f64) -> Wire {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        Wire::Int(x as i64)
+    } else {
+        Wire::Float(x)
+    }
+}
+
+/// The values pickle and msgpack carry (a small subset of Python's).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// `None`.
+    None,
+    /// `True`/`False`.
+    Bool(bool),
+    /// An `int`.
+    Int(i64),
+    /// A `float`.
+    Float(f64),
+    /// A `str`.
+    Str(String),
+    /// A `list` (or tuple; msgpack has no difference).
+    List(Vec<Wire>),
+    /// A `dict` with string keys, in insertion order.
+    Map(Vec<(String, Wire)>),
+}
+
+impl Wire {
+    fn to_pickle(&self) -> carbide_protocol::pickle::Value {
+        use carbide_protocol::pickle::Value as P;
+        match self {
+            Wire::None => P::None,
+            Wire::Bool(b) => P::Bool(*b),
+            Wire::Int(i) => P::Int(*i),
+            Wire::Float(f) => P::Float(*f),
+            Wire::Str(s) => P::Str(s.clone()),
+            Wire::List(l) => P::List(l.iter().map(Wire::to_pickle).collect()),
+            Wire::Map(m) => P::Dict(
+                m.iter()
+                    .map(|(k, v)| (P::Str(k.clone()), v.to_pickle()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// MessagePack, as `msgpack.dumps(…, use_bin_type=True)` writes it (str types for text,
+    /// smallest int encodings, float64).
+    pub fn write_msgpack(&self, out: &mut Vec<u8>) {
+        match self {
+            Wire::None => out.push(0xc0),
+            Wire::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+            Wire::Int(i) => msgpack_int(*i, out),
+            Wire::Float(f) => {
+                out.push(0xcb);
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+            Wire::Str(s) => msgpack_str(s, out),
+            Wire::List(l) => {
+                msgpack_len(l.len(), 0x90, 0xdc, out);
+                for v in l {
+                    v.write_msgpack(out);
+                }
+            }
+            Wire::Map(m) => {
+                msgpack_len(m.len(), 0x80, 0xde, out);
+                for (k, v) in m {
+                    msgpack_str(k, out);
+                    v.write_msgpack(out);
+                }
+            }
+        }
+    }
+}
+
+fn msgpack_len(n: usize, fix: u8, wide16: u8, out: &mut Vec<u8>) {
+    if n < 16 {
+        out.push(fix | n as u8);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(wide16);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(wide16 + 1);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+fn msgpack_str(s: &str, out: &mut Vec<u8>) {
+    let n = s.len();
+    if n < 32 {
+        out.push(0xa0 | n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        out.push(0xd9);
+        out.push(n);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(0xda);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn msgpack_int(i: i64, out: &mut Vec<u8>) {
+    if (0..128).contains(&i) {
+        out.push(i as u8);
+    } else if (-32..0).contains(&i) {
+        out.push(i as i8 as u8);
+    } else if i >= 0 {
+        if let Ok(v) = u8::try_from(i) {
+            out.extend_from_slice(&[0xcc, v]);
+        } else if let Ok(v) = u16::try_from(i) {
+            out.push(0xcd);
+            out.extend_from_slice(&v.to_be_bytes());
+        } else if let Ok(v) = u32::try_from(i) {
+            out.push(0xce);
+            out.extend_from_slice(&v.to_be_bytes());
+        } else {
+            out.push(0xcf);
+            out.extend_from_slice(&(i as u64).to_be_bytes());
+        }
+    } else if let Ok(v) = i8::try_from(i) {
+        out.extend_from_slice(&[0xd0, v as u8]);
+    } else if let Ok(v) = i16::try_from(i) {
+        out.push(0xd1);
+        out.extend_from_slice(&v.to_be_bytes());
+    } else if let Ok(v) = i32::try_from(i) {
+        out.push(0xd2);
+        out.extend_from_slice(&v.to_be_bytes());
+    } else {
+        out.push(0xd3);
+        out.extend_from_slice(&i.to_be_bytes());
+    }
+}
+
+fn series_list(list: &[TimeSeries]) -> Wire {
+    Wire::List(
+        list.iter()
+            .map(|s| {
+                Wire::Map(
+                    series_info(s)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// graphite-web's `format=pickle`: a list of `getInfo()` dicts (protocol 4; any Python 3 reads it).
+pub fn pickle(list: &[TimeSeries]) -> Vec<u8> {
+    wire_pickle(&series_list(list))
+}
+
+/// graphite-web's `format=msgpack`: the same dicts as MessagePack.
+pub fn msgpack(list: &[TimeSeries]) -> Vec<u8> {
+    wire_msgpack(&series_list(list))
+}
+
+/// Pickles any [`Wire`] value (protocol 4).
+pub fn wire_pickle(v: &Wire) -> Vec<u8> {
+    carbide_protocol::pickle::dumps_with(&v.to_pickle(), carbide_protocol::pickle::Protocol::V4)
+}
+
+/// Any [`Wire`] value as MessagePack.
+pub fn wire_msgpack(v: &Wire) -> Vec<u8> {
+    let mut out = Vec::new();
+    v.write_msgpack(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pickle_reads_back_and_msgpack_bytes() {
+        let mut s = TimeSeries::new("a.b", 60, 180, 60, vec![Some(1.5), None]);
+        s.path_expression = "a.*".into();
+        let back = carbide_protocol::pickle::loads(&pickle(&[s.clone()])).unwrap();
+        let first = back.iter_items().unwrap().next().unwrap().clone();
+        assert_eq!(first.get("name").and_then(|v| v.as_str()), Some("a.b"));
+        assert_eq!(first.get("pathExpression").and_then(|v| v.as_str()), Some("a.*"));
+        assert_eq!(
+            first.get("values"),
+            Some(&carbide_protocol::pickle::Value::List(vec![
+                carbide_protocol::pickle::Value::Float(1.5),
+                carbide_protocol::pickle::Value::None
+            ]))
+        );
+        let mut out = Vec::new();
+        Wire::List(vec![
+            Wire::Int(-33),
+            Wire::Int(200),
+            Wire::Str("x".into()),
+            Wire::None,
+        ])
+        .write_msgpack(&mut out);
+        assert_eq!(out, vec![0x94, 0xd0, 0xdf, 0xcc, 200, 0xa1, b'x', 0xc0]);
+    }
+
     use super::*;
 
     #[test]

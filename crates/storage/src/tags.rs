@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use carbide_protocol::tags::{TaggedSeries, sha256_hex};
+use carbide_protocol::tags::{TagError as ParseError, TaggedSeries, sha256_hex};
 use carbide_query::tags::{TagError as ExprError, TagQuery};
 use parking_lot::RwLock;
 use regex::Regex;
@@ -23,14 +23,9 @@ use regex::Regex;
 /// Why a tag operation was refused (graphite-web answers these as 400 or 500 with `{"error": …}`).
 #[derive(Debug, thiserror::Error)]
 pub enum TagIndexError {
-    /// A series name that does not parse as a tagged name.
-    #[error("Cannot parse path {path}, {reason}")]
-    Series {
-        /// The name given.
-        path: String,
-        /// carbon's complaint.
-        reason: String,
-    },
+    /// A series name that does not parse as a tagged name, with graphite-web's message.
+    #[error("{0}")]
+    Series(String),
     /// A bad seriesByTag expression or query.
     #[error("{0}")]
     Expr(#[from] ExprError),
@@ -72,19 +67,31 @@ struct State {
     by_tag: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     tag_ids: HashMap<String, u64>,
     value_ids: HashMap<String, u64>,
+    /// The last id handed out by each table's `INSERT OR IGNORE` (sqlite's AUTOINCREMENT spends an
+    /// id on every row of the statement, ignored ones included).
+    tag_seq: u64,
+    value_seq: u64,
 }
 
 impl State {
-    fn insert(&mut self, path: String, tags: Vec<(String, String)>) {
+    /// Adds a series; `number` spends ids as graphite-web's `tag_series` does for a series its
+    /// tables do not hold yet.
+    fn insert(&mut self, path: String, tags: Vec<(String, String)>, number: bool) {
         if self.series.contains_key(&path) {
             return;
         }
         for (t, _) in &tags {
-            let next = self.tag_ids.len() as u64 + 1;
+            if number || !self.tag_ids.contains_key(t) {
+                self.tag_seq += 1;
+            }
+            let next = self.tag_seq;
             self.tag_ids.entry(t.clone()).or_insert(next);
         }
         for (_, v) in &tags {
-            let next = self.value_ids.len() as u64 + 1;
+            if number || !self.value_ids.contains_key(v) {
+                self.value_seq += 1;
+            }
+            let next = self.value_seq;
             self.value_ids.entry(v.clone()).or_insert(next);
         }
         for (t, v) in &tags {
@@ -121,11 +128,28 @@ impl State {
 
 /// Parses a series name as graphite-web's `TaggedSeries.parse`: (normalised path, tags).
 pub fn parse_series(path: &str) -> Result<(String, Vec<(String, String)>), TagIndexError> {
-    let parsed = TaggedSeries::parse(path).map_err(|e| TagIndexError::Series {
-        path: path.to_string(),
-        reason: e.to_string(),
-    })?;
+    let parsed = TaggedSeries::parse(path).map_err(|e| TagIndexError::Series(graphite_message(path, &e)))?;
     Ok((parsed.path(), parsed.tags))
+}
+
+/// The text of the exception graphite-web's `TaggedSeries.parse` raises.
+fn graphite_message(path: &str, e: &ParseError) -> String {
+    match e {
+        ParseError::NoMetric => format!("Cannot parse path {path}, no metric found"),
+        ParseError::InvalidSegment(seg) => format!("Cannot parse path {path}, invalid segment {seg}"),
+        ParseError::TooManyBraces => "too many values to unpack (expected 2)".to_string(),
+        ParseError::EmptyValue(tag) => format!("Value for tag \"{tag}\" may not be empty"),
+        ParseError::BadTagChar { ch, tag } => format!("Character \"{ch}\" is not allowed in tag \"{tag}\""),
+        ParseError::SemicolonInValue { tag, value } => {
+            format!("Character \";\" is not allowed in value \"{value}\" of tag {tag}")
+        }
+        ParseError::TildeValue(tag) => {
+            format!("Tag values are not allowed to start with \"~\" in tag \"{tag}\"")
+        }
+        ParseError::EmptyName(name) => {
+            format!("Cannot use metric name {name} as tag value, results in emptry string")
+        }
+    }
 }
 
 /// graphite-web's filter regex: anchored with `^(…)` unless it starts with `^`, then searched.
@@ -160,7 +184,7 @@ impl TagIndex {
     pub fn add(&self, path: &str) -> Result<String, TagIndexError> {
         let (normal, tags) = parse_series(path)?;
         if !self.state.read().series.contains_key(&normal) {
-            self.state.write().insert(normal.clone(), tags);
+            self.state.write().insert(normal.clone(), tags, true);
         }
         Ok(normal)
     }
@@ -175,10 +199,12 @@ impl TagIndex {
     pub fn replace_series(&self, paths: &[String]) {
         let parsed: Vec<_> = paths.iter().filter_map(|p| parse_series(p).ok()).collect();
         let mut state = self.state.write();
-        state.series.clear();
+        let before = std::mem::take(&mut state.series);
         state.by_tag.clear();
         for (path, tags) in parsed {
-            state.insert(path, tags);
+            // A series known before the rescan was numbered already.
+            let fresh = !before.contains_key(&path);
+            state.insert(path, tags, fresh);
         }
     }
 
@@ -478,6 +504,8 @@ mod tests {
     #[test]
     fn ids_in_first_seen_order_and_kept_after_delete() {
         let i = index(&["cpu;host=web1;dc=a", "mem;host=web2"]);
+        // Values are numbered in row order: web1, a, cpu, then web2, mem.
+        assert_eq!(i.list_values("name", None, None).unwrap()[1].id, 5);
         let tags = i.list_tags(None, None).unwrap();
         let ids: Vec<(u64, &str)> = tags.iter().map(|n| (n.id, n.text.as_str())).collect();
         // Numbered in the order the name as given lists them (graphite-web parses the raw

@@ -8,9 +8,11 @@
 //!
 //! # Layout
 //! - [`params`]: the merged query/form parameters.
+//! - [`tags`]: the `/tags` API over the store's tag index.
 //! - this file: the router, [`run`], and one handler per endpoint.
 
 pub mod params;
+pub mod tags;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +69,15 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/functions", any(functions))
         .route("/functions/", any(functions))
         .route("/functions/{name}", any(function_one))
+        .route("/tags", any(tags::tag_list))
+        .route("/tags/", any(tags::tag_list))
+        .route("/tags/tagSeries", any(tags::tag_series))
+        .route("/tags/tagMultiSeries", any(tags::tag_multi_series))
+        .route("/tags/delSeries", any(tags::del_series))
+        .route("/tags/findSeries", any(tags::find_series))
+        .route("/tags/autoComplete/tags", any(tags::auto_complete_tags))
+        .route("/tags/autoComplete/values", any(tags::auto_complete_values))
+        .route("/tags/{*tag}", any(tags::tag_details))
         .with_state(state)
 }
 
@@ -167,9 +178,9 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
     } else {
         "png"
     };
-    if !matches!(format, "json" | "csv" | "raw") {
+    if !matches!(format, "json" | "csv" | "raw" | "pickle" | "msgpack") {
         return bad_request(format!(
-            "format={format} is not supported by carbide web yet (use json, csv or raw)"
+            "format={format} is not supported by carbide web yet (use json, csv, raw, pickle or msgpack)"
         ));
     }
     let x_files_factor = match p.get("xFilesFactor").map(str::parse::<f64>) {
@@ -225,6 +236,16 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
             json_response(format::json(&mut data, &opts), p.get("jsonp"))
         }
         "csv" => ([(header::CONTENT_TYPE, "text/csv")], format::csv(&data, &tz)).into_response(),
+        "pickle" => (
+            [(header::CONTENT_TYPE, "application/pickle")],
+            format::pickle(&data),
+        )
+            .into_response(),
+        "msgpack" => (
+            [(header::CONTENT_TYPE, "application/x-msgpack")],
+            format::msgpack(&data),
+        )
+            .into_response(),
         _ => ([(header::CONTENT_TYPE, "text/plain")], format::raw(&data)).into_response(),
     }
 }
@@ -327,6 +348,37 @@ async fn find(
                 .collect();
             items.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
             Value::Array(items)
+        }
+        "msgpack" => {
+            let now = unix_now();
+            let items: Vec<format::Wire> = nodes
+                .iter()
+                .map(|n| {
+                    let mut m = vec![
+                        ("path".to_string(), format::Wire::Str(n.path.clone())),
+                        ("is_leaf".to_string(), format::Wire::Bool(n.is_leaf)),
+                    ];
+                    if n.is_leaf {
+                        let iv = state
+                            .storage
+                            .intervals(&n.path, now)
+                            .map(|(s, e)| {
+                                vec![format::Wire::List(vec![
+                                    format::Wire::Float(s as f64),
+                                    format::Wire::Float(e as f64),
+                                ])]
+                            })
+                            .unwrap_or_default();
+                        m.push(("intervals".to_string(), format::Wire::List(iv)));
+                    }
+                    format::Wire::Map(m)
+                })
+                .collect();
+            return (
+                [(header::CONTENT_TYPE, "application/x-msgpack")],
+                format::wire_msgpack(&format::Wire::List(items)),
+            )
+                .into_response();
         }
         "nodelist" => {
             let position: i64 = p.get("position").and_then(|v| v.parse().ok()).unwrap_or(-1);
