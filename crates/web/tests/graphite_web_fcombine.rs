@@ -60,6 +60,9 @@ fn combine_and_calculate_functions_match_graphite_web() {
         "pct(servers.web1.cpu.*)",
         "pct(servers.web1.cpu.*,200)",
         "pct(servers.*.cpu.user,servers.web2.requests)",
+        "pct(servers.*.cpu.*,None,1)",
+        "pct(servers.*.cpu.*,servers.*.requests,1)",
+        "pct(servers.web{1,2}.cpu.user,servers.web{1,3}.requests,1)",
         "weightedAverage(servers.*.cpu.user,servers.*.requests,1)",
         "weightedAverage(servers.*.cpu.user,servers.*.cpu.system,1)",
         "weightedAverage(servers.*.cpu.user,servers.*.requests,0)",
@@ -122,6 +125,10 @@ fn combine_and_calculate_functions_match_graphite_web() {
         "diffSeriesLists(servers.*.cpu.user,servers.web1.cpu.system)",
         "divideSeriesLists(servers.*.cpu.user,servers.web1.cpu.system)",
         "weightedAverage(servers.*.cpu.user,servers.web1.requests,1)",
+        "pct(servers.*.cpu.*,100,1)",
+        // a MISSING result before any normalize() ran: graphite-web 500s (UnboundLocalError)
+        "pct(servers.web{1,2}.cpu.user,servers.web{2,3}.requests,1)",
+        "pct(servers.*.cpu.*,sumSeries(servers.*.requests),\"name\")",
         "reduceSeries(servers.*.cpu.*,\"asPercent\",3,\"user\",\"system\")",
     ] {
         let path = format!("/render?target={}&from=-1h&now={NOW}&format=json", enc(t));

@@ -189,6 +189,7 @@ pub(crate) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
             group_by_nodes(ctx, a.series(0)?, &callback, &nodes)
         }
         "group" => Ok(all_series(a)),
+        "pct" if a.pos.len() > 2 => as_percent_nodes(ctx, a),
         "pct" => as_percent(ctx, a),
         "weightedAverage" => weighted_average(ctx, a),
         "diffSeriesLists" => series_lists(ctx, a, "diff", None),
@@ -423,6 +424,121 @@ pub(crate) fn group_by_nodes(
         out.push(s);
     }
     Ok(out)
+}
+
+/// `asPercent(seriesList, total, *nodes)`: series and totals matched by their node/tag key; a
+/// group of several totals (or, with no total, of the series themselves) is summed; a side with
+/// no match gives an all-None `asPercent(…,MISSING)` / `asPercent(MISSING,…)`.
+fn as_percent_nodes(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+    let mut list = a.series(0)?;
+    let nodes: Vec<Value> = (2..a.pos.len()).filter_map(|i| a.get(i).cloned()).collect();
+    normalize(&mut list);
+    let mut keys: Vec<String> = Vec::new();
+    let mut groups: Vec<Vec<TimeSeries>> = Vec::new();
+    for s in list {
+        let key = agg_key(&s, &nodes);
+        push_group(&mut keys, &mut groups, key, s);
+    }
+    // graphite-web names MISSING results with the range of the last normalize() it ran.
+    let mut last: Option<(i64, i64, i64)> = None;
+    let sum_group = |mut group: Vec<TimeSeries>, last: &mut Option<(i64, i64, i64)>| -> TimeSeries {
+        if group.len() == 1
+            && let Some(s) = group.pop()
+        {
+            return s;
+        }
+        let name = format!("sumSeries({})", format_path_expressions(&group));
+        let range = normalize(&mut group);
+        *last = range.or(*last);
+        let (start, end, step) = range.unwrap_or((0, 0, 1));
+        let values = rows(&group)
+            .iter()
+            .map(|r| {
+                let u: Vec<f64> = r.iter().flatten().copied().collect();
+                (!u.is_empty()).then(|| u.iter().sum())
+            })
+            .collect();
+        let mut t = TimeSeries::new(&name, start, end, step, values);
+        t.x_files_factor = ctx.x_files_factor;
+        t
+    };
+    let mut total_keys: Vec<String> = Vec::new();
+    let mut totals: Vec<TimeSeries> = Vec::new();
+    match a.get(1) {
+        None | Some(Value::None) => {
+            for (key, group) in keys.iter().zip(&groups) {
+                total_keys.push(key.clone());
+                totals.push(sum_group(group.clone(), &mut last));
+            }
+        }
+        Some(Value::Series(total)) => {
+            let mut tgroups: Vec<Vec<TimeSeries>> = Vec::new();
+            for s in total.iter().cloned() {
+                let key = agg_key(&s, &nodes);
+                if !keys.contains(&key) {
+                    keys.push(key.clone());
+                }
+                push_group(&mut total_keys, &mut tgroups, key, s);
+            }
+            for group in tgroups {
+                totals.push(sum_group(group, &mut last));
+            }
+        }
+        _ => return Err(a.bad("total must be None or a seriesList")),
+    }
+    let missing_range = |last: Option<(i64, i64, i64)>| {
+        last.ok_or_else(|| a.bad("no series to take the range of a MISSING result from"))
+    };
+    let mut out = Vec::new();
+    for key in &keys {
+        let total = total_keys.iter().position(|k| k == key).map(|i| &totals[i]);
+        let Some(i) = keys_index(key, &keys, &groups) else {
+            if let Some(t) = total {
+                let (start, end, step) = missing_range(last)?;
+                let n = t.iter_values().len();
+                let mut r = TimeSeries::new(
+                    &format!("asPercent(MISSING,{})", t.name),
+                    start,
+                    end,
+                    step,
+                    vec![None; n],
+                );
+                r.x_files_factor = ctx.x_files_factor;
+                out.push(r);
+            }
+            continue;
+        };
+        for s1 in &groups[i] {
+            let (name, values) = match total {
+                None => {
+                    last = Some(missing_range(last)?);
+                    (
+                        format!("asPercent({},MISSING)", s1.name),
+                        vec![None; s1.iter_values().len()],
+                    )
+                }
+                Some(t) => {
+                    let mut both = vec![s1.clone(), t.clone()];
+                    last = normalize(&mut both).or(last);
+                    let values = rows(&both)
+                        .iter()
+                        .map(|r| safe_div(r[0], r[1]).map(|x| x * 100.0))
+                        .collect();
+                    (format!("asPercent({},{})", s1.name, t.name), values)
+                }
+            };
+            let (start, end, step) = missing_range(last)?;
+            let mut r = TimeSeries::new(&name, start, end, step, values);
+            r.x_files_factor = ctx.x_files_factor;
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The index of `key`'s group of series, if it has one (groups exist only for the first keys).
+fn keys_index(key: &str, keys: &[String], groups: &[Vec<TimeSeries>]) -> Option<usize> {
+    keys.iter().position(|k| k == key).filter(|i| *i < groups.len())
 }
 
 fn weighted_average(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
