@@ -173,3 +173,99 @@ pub(crate) fn dispatch(ctx: &Context<'_>, _call: &Call, a: &Args) -> Result<Vec<
         other => Err(RenderError::UnknownFunction(other.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::eval::Limits;
+
+    const NOW: i64 = 1_700_000_000 - 1_700_000_000 % 60;
+
+    /// Evaluates `target` over two series a.x (1, 2, 3, …) and a.y (10, 20, 30, …).
+    fn eval(target: &str) -> Vec<TimeSeries> {
+        let dir = tempfile::tempdir().unwrap();
+        let retentions = carbide_core::Retention::parse_list("60:60").unwrap();
+        for (leaf, k) in [("x", 1.0), ("y", 10.0)] {
+            let path = dir.path().join("a").join(format!("{leaf}.wsp"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            carbide_whisper::file::create(&path, &retentions, &Default::default()).unwrap();
+            let pts: Vec<(i64, f64)> = (1..=5).map(|i| (NOW - 300 + i * 60, k * i as f64)).collect();
+            carbide_whisper::file::update_many(&path, &pts, NOW, false).unwrap();
+        }
+        let storage = carbide_storage::Storage::open(dir.path()).unwrap();
+        let ctx = Context {
+            storage: &storage,
+            start: NOW - 300,
+            end: NOW,
+            now: NOW,
+            x_files_factor: 0.0,
+            templates: Vec::new(),
+            limits: Limits::default(),
+        };
+        ctx.evaluate_target(target).unwrap()
+    }
+
+    fn style(s: &TimeSeries) -> Vec<(&str, &str)> {
+        s.style.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn styles_are_recorded_and_values_kept() {
+        let plain = eval("a.*");
+        let styled = eval("lineWidth(alpha(color(a.*,'red'),0.5),2)");
+        assert_eq!(styled[0].values, plain[0].values);
+        assert_eq!(styled[0].name, "a.x");
+        assert_eq!(
+            style(&styled[0]),
+            [("color", "red"), ("alpha", "0.5"), ("lineWidth", "2.0")]
+        );
+        let axis = eval("secondYAxis(dashed(a.x))");
+        assert_eq!(axis[0].name, "secondYAxis(dashed(a.x, 5))");
+        assert_eq!(style(&axis[0]), [("dashed", "5"), ("secondYAxis", "True")]);
+        let inf = eval("drawAsInfinite(a.x)");
+        assert_eq!(
+            (inf[0].values.clone(), style(&inf[0])),
+            (plain[0].values.clone(), vec![("drawAsInfinite", "True")])
+        );
+    }
+
+    #[test]
+    fn stacked_and_area_between() {
+        let plain = eval("a.*");
+        let stacked = eval("stacked(color(a.*,'red'))");
+        // series.copy(): the color is dropped, the second series carries the running total.
+        assert_eq!(style(&stacked[1]), [("stacked", "True")]);
+        let want: Vec<Option<f64>> = plain[0]
+            .values
+            .iter()
+            .zip(&plain[1].values)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => Some(a + b),
+                (None, b) => *b,
+                (_, None) => None,
+            })
+            .collect();
+        assert_eq!(stacked[1].values, want);
+        let area = eval("areaBetween(a.*)");
+        assert_eq!(style(&area[0]), [("stacked", "True"), ("invisible", "True")]);
+        assert_eq!(style(&area[1]), [("stacked", "True")]);
+        assert_eq!(area[0].name, "areaBetween(a.*)");
+    }
+
+    #[test]
+    fn threshold_and_vertical_line_make_series() {
+        let t = eval("threshold(5,'max','blue')");
+        assert_eq!(
+            (t[0].name.as_str(), t[0].values.clone()),
+            ("max", vec![Some(5.0); 3])
+        );
+        assert_eq!(style(&t[0]), [("color", "blue")]);
+        let v = eval(&format!("verticalLine('{}','deploy')", NOW - 120));
+        assert_eq!(
+            (v[0].start, v[0].end, v[0].name.as_str()),
+            (NOW - 120, NOW - 120, "deploy")
+        );
+        assert_eq!(style(&v[0]), [("drawAsInfinite", "True")]);
+    }
+}
