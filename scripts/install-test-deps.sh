@@ -2,6 +2,8 @@
 # install-test-deps.sh -- installs the real Graphite programs the differential tests compare against.
 #
 #   * Python whisper 1.1.10 (PyPI) in a venv at $CARBIDE_ORACLES/venv: the whisper oracle.
+#   * mmh3 5.3.1 (PyPI) in a venv at $CARBIDE_ORACLES/carbon-venv that also sees Debian's carbon:
+#     the oracle for carbon's mmh3_ch rings (Debian does not package mmh3).
 #   * Debian: graphite-carbon, graphite-web, python3-whisper, carbon-c-relay, gunicorn (carbon's
 #     rings, carbon-cache, carbon-relay, carbon-aggregator, graphite-web under /usr/bin/python3), and
 #     python3-protobuf (carbon-cache's protobuf receiver, carbon.carbon_pb2).
@@ -14,6 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 ORACLES=${CARBIDE_ORACLES:-$here/target/oracles}
 WHISPER_VERSION=1.1.10
+MMH3_VERSION=5.3.1
 STATSD_VERSION=0.9.0
 APT_PKGS=(graphite-carbon graphite-web python3-whisper python3-protobuf carbon-c-relay gunicorn python3-venv iproute2)
 
@@ -61,6 +64,17 @@ if ! "$venv/bin/python" -c "import whisper, sys; sys.exit(0 if whisper.__file__ 
     || die "pip install whisper==$WHISPER_VERSION failed"
 fi
 
+# ---- mmh3 from PyPI, in a venv over /usr/bin/python3's packages (so carbon imports too) ----
+cvenv=$ORACLES/carbon-venv
+mmh3_check='import carbon.hashing, mmh3, importlib.metadata as m; print(m.version("mmh3"))'
+if [ "$("$cvenv/bin/python" -c "$mmh3_check" 2>/dev/null)" != "$MMH3_VERSION" ]; then
+  say "python venv with mmh3==$MMH3_VERSION and Debian's carbon at $cvenv"
+  /usr/bin/python3 -m venv --system-site-packages "$cvenv" || die "cannot create a venv at $cvenv"
+  "$cvenv/bin/pip" install -q --disable-pip-version-check "mmh3==$MMH3_VERSION" \
+    || die "pip install mmh3==$MMH3_VERSION failed"
+  "$cvenv/bin/python" -c "import carbon.hashing, mmh3" || die "$cvenv cannot import carbon and mmh3"
+fi
+
 # ---- etsy statsd from npm ----
 sd=$ORACLES/statsd
 if [ "$(node -p 'require(process.argv[1]).version' "$sd/node_modules/statsd/package.json" 2>/dev/null)" != "$STATSD_VERSION" ]; then
@@ -70,4 +84,4 @@ if [ "$(node -p 'require(process.argv[1]).version' "$sd/node_modules/statsd/pack
   (cd "$sd" && npm install --save-exact --omit=optional --ignore-scripts --no-audit --no-fund \
      --loglevel=error "statsd@$STATSD_VERSION") >/dev/null || die "npm install statsd@$STATSD_VERSION failed"
 fi
-say "ready: whisper $WHISPER_VERSION ($venv), carbon $(dpkg-query -W -f='${Version}' graphite-carbon), graphite-web $(dpkg-query -W -f='${Version}' graphite-web), carbon-c-relay $(dpkg-query -W -f='${Version}' carbon-c-relay), statsd $STATSD_VERSION"
+say "ready: whisper $WHISPER_VERSION ($venv), mmh3 $MMH3_VERSION ($cvenv), carbon $(dpkg-query -W -f='${Version}' graphite-carbon), graphite-web $(dpkg-query -W -f='${Version}' graphite-web), carbon-c-relay $(dpkg-query -W -f='${Version}' carbon-c-relay), statsd $STATSD_VERSION"

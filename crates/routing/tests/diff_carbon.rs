@@ -279,13 +279,32 @@ fn carbon_rings_and_routes_match_carbon() {
     );
 }
 
-/// mmh3_ch needs Python's mmh3 module, which Debian does not package: install it (pip install
-/// mmh3, in a venv made with --system-site-packages so carbon stays importable) and run with
-/// `CARBIDE_MMH3_PYTHON=/path/to/venv/bin/python cargo test -p carbide-routing -- --ignored`.
+/// The Python for the mmh3_ch oracle: CARBIDE_MMH3_PYTHON, else the venv that
+/// scripts/install-test-deps.sh makes over /usr/bin/python3's packages with PyPI's mmh3 added
+/// (Debian packages carbon but not mmh3). Fails, naming what is missing, when it cannot import both.
+fn mmh3_python() -> String {
+    let python = std::env::var("CARBIDE_MMH3_PYTHON").unwrap_or_else(|_| {
+        let oracles = std::env::var("CARBIDE_ORACLES")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/oracles").to_owned());
+        format!("{oracles}/carbon-venv/bin/python")
+    });
+    let ok = Command::new(&python)
+        .args(["-c", "import carbon.hashing, mmh3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{python} cannot import Python's mmh3 module (PyPI) together with carbon: \
+         run scripts/install-test-deps.sh, or set CARBIDE_MMH3_PYTHON to a Python that has both"
+    );
+    python
+}
+
 #[test]
-#[ignore = "needs Python's mmh3 module, not installed by scripts/install-test-deps.sh yet"]
 fn carbon_mmh3_rings_match_carbon() {
-    let python = std::env::var("CARBIDE_MMH3_PYTHON").unwrap_or_else(|_| PYTHON.to_owned());
+    let python = mmh3_python();
     let twelve = with_instances(
         &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"],
         &["a", "b", "c"],
