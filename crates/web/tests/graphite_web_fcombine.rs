@@ -138,6 +138,32 @@ fn combine_and_calculate_functions_match_graphite_web() {
         assert!(gs >= 400, "{t}: graphite-web answered {gs}: {gb:.300}");
     }
 
+    // mapSeries alone: graphite-web 1.1.8 answers 500 (it returns a list of lists, which only
+    // reduceSeries reads); ours returns the groups one after another.
+    let path = format!(
+        "/render?target={}&from=-1h&now={NOW}&format=json",
+        enc("mapSeries(servers.*.cpu.*,3)")
+    );
+    let (st, body) = http(s.ours, "GET", &path, None).unwrap();
+    assert_eq!(st, 200, "{body}");
+    let names: Vec<String> = parse(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["target"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "servers.web1.cpu.system",
+            "servers.web2.cpu.system",
+            "servers.web3.cpu.system",
+            "servers.web1.cpu.user",
+            "servers.web2.cpu.user",
+            "servers.web3.cpu.user"
+        ]
+    );
+
     // exponentialMovingAverage: graphite-web 1.1.8 never updates the average (every point is the
     // seed) and fails with an UnboundLocalError (500) on interval windows; later graphite-web fixed
     // both. Ours follows the fix: seed = mean of the first window, then c*v + (1-c)*ema.

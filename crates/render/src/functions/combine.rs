@@ -429,7 +429,7 @@ pub(crate) fn group_by_nodes(
 /// `asPercent(seriesList, total, *nodes)`: series and totals matched by their node/tag key; a
 /// group of several totals (or, with no total, of the series themselves) is summed; a side with
 /// no match gives an all-None `asPercent(…,MISSING)` / `asPercent(MISSING,…)`.
-fn as_percent_nodes(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
+pub(crate) fn as_percent_nodes(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let mut list = a.series(0)?;
     let nodes: Vec<Value> = (2..a.pos.len()).filter_map(|i| a.get(i).cloned()).collect();
     normalize(&mut list);
