@@ -1,6 +1,6 @@
 //! graphite-web 1.1's HTTP API over carbide's storage, so Grafana's Graphite datasource (and any
 //! other graphite-web client) works unchanged: `/render`, `/metrics/find`, `/metrics/expand`,
-//! `/metrics/index.json`, `/functions` and `/version`.
+//! `/metrics/index.json`, `/functions`, `/version`, `/tags` and `/events`.
 //!
 //! Parameters are read as Django reads them: the query string and a form-encoded body together,
 //! `get` taking the last value and repeated keys kept for `target`/`target[]`/`query`. Renders run on
@@ -9,8 +9,10 @@
 //! # Layout
 //! - [`params`]: the merged query/form parameters.
 //! - [`tags`]: the `/tags` API over the store's tag index.
+//! - [`events`]: the `/events` API (Grafana annotations) in a file under the data directory.
 //! - this file: the router, [`run`], and one handler per endpoint.
 
+pub mod events;
 pub mod params;
 pub mod tags;
 
@@ -78,6 +80,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/tags/autoComplete/tags", any(tags::auto_complete_tags))
         .route("/tags/autoComplete/values", any(tags::auto_complete_values))
         .route("/tags/{*tag}", any(tags::tag_details))
+        .route("/events", any(events::events))
+        .route("/events/", any(events::events))
+        .route("/events/get_data", any(events::get_data))
+        .route("/events/get_dat", any(events::get_data))
         .with_state(state)
 }
 

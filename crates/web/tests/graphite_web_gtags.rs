@@ -396,3 +396,76 @@ fn intervals_close(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
+
+/// POST a JSON body: (status, body).
+fn post_json(port: u16, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn events_match_graphite_web() {
+    let s = servers();
+    let mut failures = Vec::new();
+    let t = NOW - 3600;
+    let posts = [
+        format!(r#"{{"what": "deploy", "tags": ["web", "prod"], "data": "v1.2", "when": {t}}}"#),
+        format!(
+            r#"{{"what": "restart", "tags": "db prod db", "when": {}}}"#,
+            t + 600
+        ),
+        format!(
+            r#"{{"what": "alert", "tags": ["web"], "data": "cpu high", "when": {}.75}}"#,
+            t + 1200
+        ),
+        format!(r#"{{"what": "note", "when": {}}}"#, t - 86400),
+        r#"{"what": "bad", "tags": 5}"#.to_string(),
+    ];
+    for body in &posts {
+        let (gs, gb) = post_json(s.gw, "/events/", body);
+        let (os, ob) = post_json(s.ours, "/events/", body);
+        if gs != os {
+            failures.push(format!(
+                "POST {body}: graphite-web {gs} {gb:.200}, ours {os} {ob:.200}"
+            ));
+        }
+    }
+    let from = NOW - 7200;
+    let gets = [
+        "/events/get_data".to_string(),
+        format!("/events/get_data?from={from}"),
+        format!("/events/get_data?from={from}&until={}", t + 900),
+        format!("/events/get_data?from={from}&tags=web"),
+        "/events/get_data?tags=prod+web".to_string(),
+        "/events/get_data?tags=prod+nosuchtag".to_string(),
+        "/events/get_data?tags=nosuchtag".to_string(),
+        "/events/get_data?tags=web+db&set=union".to_string(),
+        "/events/get_data?tags=prod+nosuchtag&set=intersection".to_string(),
+        "/events/get_data?tags=prod+web&set=intersection".to_string(),
+        format!("/events/get_data?from={}&until={}", t + 1200, t + 1200),
+    ];
+    for path in &gets {
+        if let Err(e) = compare_any(&s, "GET", path, None) {
+            failures.push(e);
+        }
+    }
+    let (_, body) = http(s.ours, "GET", "/events/get_data?jsonp=cb", None).unwrap();
+    assert!(body.starts_with("cb([{"), "{body}");
+    assert_no_differences(&failures);
+}
