@@ -90,6 +90,19 @@ fn load_policy(settings: &CarbonSettings) -> Result<(ConfigPolicy, Lists)> {
     Ok((policy, lists))
 }
 
+/// Re-reads schemas, aggregation rules and lists from beside carbon.conf; on an error (logged
+/// with file:line) the settings in force stay.
+fn reload(role: &CacheRole, settings: &CarbonSettings, why: &str) {
+    match load_policy(settings) {
+        Ok((policy, lists)) => {
+            role.persister.set_policy(Arc::new(policy));
+            role.ingest.set_lists(lists);
+            tracing::info!("{why}: schemas, aggregation rules and lists reloaded");
+        }
+        Err(e) => tracing::error!("{why}: reload failed, keeping the old settings: {e:#}"),
+    }
+}
+
 fn addr(interface: &str, port: u16) -> Result<Option<SocketAddr>> {
     if port == 0 {
         return Ok(None);
@@ -188,19 +201,38 @@ pub(crate) async fn wait_for_stop(role: &CacheRole, settings: Option<&CarbonSett
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut quit = signal(SignalKind::quit())?;
+    let mut watch = settings.map(|s| {
+        carbide_server::reload::ConfigWatch::new(
+            [
+                s.storage_schemas_path(),
+                s.storage_aggregation_path(),
+                s.blacklist_path(),
+                s.whitelist_path(),
+            ]
+            .map(PathBuf::from),
+        )
+    });
+    let mut tick = tokio::time::interval(carbide_server::reload::CHECK_EVERY);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match settings.map(load_policy) {
-                Some(Ok((policy, lists))) => {
-                    role.persister.set_policy(Arc::new(policy));
-                    role.ingest.set_lists(lists);
-                    tracing::info!("SIGHUP: schemas, aggregation rules and lists reloaded");
+            _ = hup.recv() => match settings {
+                Some(s) => {
+                    reload(role, s, "SIGHUP");
+                    if let Some(w) = watch.as_mut() {
+                        w.mark_seen();
+                    }
                 }
-                Some(Err(e)) => tracing::error!("SIGHUP: reload failed, keeping the old settings: {e:#}"),
                 None => tracing::info!("SIGHUP: nothing to reload (embedded defaults)"),
             },
+            // carbon re-reads these files on its own (schemas every 60 s, lists every 10 s) and
+            // ignores SIGHUP, so operators edit them and expect them to apply: so do we.
+            _ = tick.tick(), if watch.is_some() => {
+                if let (Some(w), Some(s)) = (watch.as_mut(), settings) && w.changed() {
+                    reload(role, s, "config files changed");
+                }
+            }
             _ = quit.recv() => {
                 let a = role.admin();
                 tracing::info!(cache = %carbide_server::admin::cache_snapshot(a), writers = %carbide_server::admin::writers_snapshot(a), "SIGQUIT snapshot");

@@ -1,7 +1,8 @@
 //! SIGHUP reloads storage-schemas.conf and blacklist.conf in a running `carbide cache`: metrics
 //! created after the signal follow the new schema while existing files keep theirs, newly
 //! blacklisted names are refused and counted, and a broken storage-schemas.conf is refused with
-//! its file:line in the log while the previous settings stay in force.
+//! its file:line in the log while the previous settings stay in force. Edits also apply without
+//! a signal, as carbon re-reads these files on its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -125,4 +126,50 @@ fn sighup_reloads_schemas_and_blacklist() {
         std::thread::sleep(Duration::from_millis(200));
         wsp_path(&s.whisper(), "hup.blocked.z").exists()
     });
+}
+
+/// carbon re-reads its schemas and lists on its own (and ignores SIGHUP), so operators edit the
+/// files and wait: without any signal, edits apply within a few seconds.
+#[test]
+fn edited_files_apply_without_a_signal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        Kind::Carbide,
+        &tmp.path().join("carbide"),
+        "USE_WHITELIST = True",
+        &[],
+    );
+    let conf = s.dir.join("conf");
+    let t = cache_common::now() - 30;
+    assert_eq!(layout(&create(&s, "auto.before", t)), [(1, 3600), (60, 1440)]);
+    let new_schemas = format!("[auto]\npattern = ^auto\\.new\\.\nretentions = 5s:10m\n\n{SCHEMAS}");
+    std::fs::write(conf.join("storage-schemas.conf"), new_schemas).unwrap();
+    std::fs::write(conf.join("blacklist.conf"), "^auto\\.blocked\\.\n").unwrap();
+    let started = std::time::Instant::now();
+    probe_until_within(&s, "auto.new.m", &[(5, 120)], t, Duration::from_secs(20));
+    eprintln!("schemas applied after {:?} without a signal", started.elapsed());
+    send(s.ports.line, format!("auto.blocked.x 1 {t}\n").as_bytes());
+    create(&s, "auto.sentinel", t);
+    assert!(
+        !wsp_path(&s.whisper(), "auto.blocked.x").exists(),
+        "blacklist not applied"
+    );
+}
+
+/// Like [`probe_until`], for up to `limit`.
+fn probe_until_within(s: &Server, prefix: &str, want: &[(u32, u32)], t: i64, limit: Duration) {
+    let start = std::time::Instant::now();
+    let mut i = 0;
+    while start.elapsed() < limit {
+        let p = create(s, &format!("{prefix}{i}"), t);
+        if layout(&p) == want {
+            return;
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!(
+        "no {prefix}* metric was created with {want:?} within {limit:?}; log:\n{}",
+        s.log()
+    );
 }

@@ -89,6 +89,7 @@ pub fn answer(state: &CarbonlinkState, req: Request) -> Reply {
 
 /// Serves carbonlink until `shutdown` turns true.
 pub async fn run(listener: TcpListener, state: Arc<CarbonlinkState>, mut shutdown: watch::Receiver<bool>) {
+    let mut failing = crate::listeners::AcceptFailures::new("carbonlink".into());
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,
@@ -96,6 +97,7 @@ pub async fn run(listener: TcpListener, state: Arc<CarbonlinkState>, mut shutdow
         };
         match accepted {
             Ok((stream, peer)) => {
+                failing.recovered();
                 let state = state.clone();
                 tokio::spawn(async move {
                     if let Err(e) = connection(stream, &state).await {
@@ -104,8 +106,12 @@ pub async fn run(listener: TcpListener, state: Arc<CarbonlinkState>, mut shutdow
                 });
             }
             Err(e) => {
-                tracing::error!(error = %e, "carbonlink accept failed; retrying in 100 ms");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // EMFILE: logged rate-limited; the pending connection waits in the backlog.
+                failing.failed(&e);
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                }
             }
         }
     }

@@ -12,6 +12,7 @@
 //! - [`admin`]: `/admin/cache`, `/admin/flush`, `/admin/writers` and Prometheus `/metrics`.
 //! - [`selfmetrics`]: carbon's `carbon.agents.<host>.*` datapoints.
 //! - [`dump`]: the shutdown dump and its replay at the next start.
+//! - [`reload`]: noticing edited config files without a signal, as carbon does.
 //! - [`cache_role`]: all of the above wired from a carbon.conf.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod carbonlink;
 pub mod dump;
 pub mod ingest;
 pub mod listeners;
+pub mod reload;
 pub mod selfmetrics;
 
 pub use cache_role::{CacheRole, RoleOptions};

@@ -82,7 +82,7 @@ pub async fn run_tcp(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut failing = AcceptFailures::default();
+    let mut failing = AcceptFailures::new(format!("{wire:?}"));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,
@@ -90,14 +90,14 @@ pub async fn run_tcp(
         };
         let (stream, peer) = match accepted {
             Ok(x) => {
-                failing.recovered(wire);
+                failing.recovered();
                 x
             }
             Err(e) => {
                 // EMFILE and friends: say so (rate-limited), wait for descriptors to free up, keep
                 // accepting. The pending connection stays in the listen backlog meanwhile.
                 ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                failing.failed(wire, &e);
+                failing.failed(&e);
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -134,21 +134,32 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Rate-limits the log of a failing accept(): the first failure is logged at once, then one line
 /// per [`ACCEPT_LOG_EVERY`] with the count, and one line when accepting works again.
-#[derive(Default)]
-struct AcceptFailures {
+pub(crate) struct AcceptFailures {
+    listener: String,
     since_log: u64,
     total: u64,
     last_log: Option<tokio::time::Instant>,
 }
 
 impl AcceptFailures {
-    fn failed(&mut self, wire: Wire, e: &std::io::Error) {
+    /// A reporter for the listener named `listener`.
+    pub(crate) fn new(listener: String) -> AcceptFailures {
+        AcceptFailures {
+            listener,
+            since_log: 0,
+            total: 0,
+            last_log: None,
+        }
+    }
+
+    /// Counts a failed accept and logs it if a report is due.
+    pub(crate) fn failed(&mut self, e: &std::io::Error) {
         self.total += 1;
         self.since_log += 1;
         let due = self.last_log.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY);
         if due {
             tracing::error!(
-                listener = ?wire,
+                listener = %self.listener,
                 error = %e,
                 failures = self.since_log,
                 "accept failed (out of file descriptors? raise `ulimit -n`); pending connections wait in the backlog, retrying every 100 ms, next report in 10 s"
@@ -158,10 +169,13 @@ impl AcceptFailures {
         }
     }
 
-    fn recovered(&mut self, wire: Wire) {
+    /// Notes a successful accept; logs the recovery after failures.
+    pub(crate) fn recovered(&mut self) {
         if self.total > 0 {
-            tracing::warn!(listener = ?wire, failures = self.total, "accepting again");
-            *self = AcceptFailures::default();
+            tracing::warn!(listener = %self.listener, failures = self.total, "accepting again");
+            self.total = 0;
+            self.since_log = 0;
+            self.last_log = None;
         }
     }
 }
