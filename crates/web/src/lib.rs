@@ -13,6 +13,7 @@
 //! - this file: the router, [`run`], and one handler per endpoint.
 
 pub mod events;
+mod findpickle;
 pub mod params;
 pub mod tags;
 
@@ -354,6 +355,30 @@ async fn find(
                 .collect();
             items.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
             Value::Array(items)
+        }
+        "pickle" => {
+            let now = unix_now();
+            let items: Vec<findpickle::FindNode> = nodes
+                .iter()
+                .map(|n| findpickle::FindNode {
+                    path: n.path.clone(),
+                    is_leaf: n.is_leaf,
+                    intervals: if n.is_leaf {
+                        state
+                            .storage
+                            .intervals(&n.path, now)
+                            .map(|(s, e)| vec![(s as f64, e as f64)])
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect();
+            return (
+                [(header::CONTENT_TYPE, "application/pickle")],
+                findpickle::pickle_nodes(&items),
+            )
+                .into_response();
         }
         "msgpack" => {
             let now = unix_now();
