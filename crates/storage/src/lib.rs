@@ -233,6 +233,17 @@ impl Storage {
     /// The nodes matching `pattern`, sorted by path. Literal names missing from the index are
     /// looked up on disk first, so a metric created behind our back is found.
     pub fn find(&self, pattern: &str) -> Result<Vec<Node>, StorageError> {
+        if pattern.contains(';') && !pattern.starts_with("_tagged.") {
+            // A tagged name is looked up as graphite-web's finder does: its encoded file, no glob.
+            let found = self.path_of(pattern).is_file();
+            return Ok(found
+                .then(|| Node {
+                    path: pattern.to_string(),
+                    is_leaf: true,
+                })
+                .into_iter()
+                .collect());
+        }
         self.learn_literal(pattern);
         self.index.find(pattern)
     }

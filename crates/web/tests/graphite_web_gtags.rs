@@ -112,6 +112,11 @@ fn tagged_series_and_tags_api_match_graphite_web() {
         "aliasByTags(seriesByTag('dc=west'),'name',-1)",
         "aliasByNode(seriesByTag('dc=west'),'host',0)",
         "groupByNodes(seriesByTag('name=cpu.user','dc=~.'),'sum','dc')",
+        // a tagged name as a plain target: its _tagged/ file, readable and hashed
+        "cpu.user;dc=east;host=web2",
+        "scale(mem;dc=west;env=prod;host=web3,2)",
+        "cpu.user;host=web2;dc=east",
+        "sumSeries(cpu.user;dc=east;host=web1,cpu.user;host=db1)",
     ];
     failures.extend(render_differences(
         &s,
