@@ -75,6 +75,11 @@ impl Proc {
     /// Writes `[section]` with the receivers on free ports plus `conf` into dir/carbon.conf and
     /// starts `carbide <role>` on it; waits for the line receiver.
     pub fn start(role: &str, dir: &Path, conf: &str) -> Proc {
+        Proc::start_with(role, dir, conf, &[])
+    }
+
+    /// [`Proc::start`] with extra command-line arguments.
+    pub fn start_with(role: &str, dir: &Path, conf: &str, args: &[&str]) -> Proc {
         let line = free_port();
         let text = format!(
             "[{role}]
@@ -99,6 +104,7 @@ PICKLE_RECEIVER_PORT = {pickle}
             .arg(dir.join("carbon.conf"))
             .arg("--spool-dir")
             .arg(dir.join("spool"))
+            .args(args)
             .env("CARBIDE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

@@ -44,6 +44,13 @@ pub struct DestStats {
     pub send_failures: AtomicU64,
     /// Connection attempts that failed (`connectFailures`).
     pub connect_failures: AtomicU64,
+    /// Batches written to its socket (`batchesSent`).
+    pub batches: AtomicU64,
+    /// Points queued while the destination was not connected (`queuedUntilConnected`).
+    pub queued_until_connected: AtomicU64,
+    /// Longest the memory queue has been since the last self-metrics report
+    /// (`relayMaxQueueLength`); the report resets it.
+    pub max_queue_len: AtomicU64,
     /// Whether the destination is connected now (`connected`, 0 or 1).
     pub connected: AtomicBool,
 }
@@ -121,7 +128,14 @@ impl DestQueue {
                 self.drop_point(&mut st, &p, "queue full and no spill file", dropped);
             }
         }
+        let len = st.mem.len() as u64;
         drop(st);
+        self.stats.max_queue_len.fetch_max(len, Ordering::Relaxed);
+        if !connected {
+            self.stats
+                .queued_until_connected
+                .fetch_add(queued + spilled, Ordering::Relaxed);
+        }
         self.stats.attempted.fetch_add(attempted, Ordering::Relaxed);
         if spilled > 0 {
             self.stats.spilled.fetch_add(spilled, Ordering::Relaxed);

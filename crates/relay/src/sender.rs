@@ -181,6 +181,7 @@ pub async fn run(queue: Arc<DestQueue>, cfg: SenderConfig, mut shutdown: watch::
             match failure {
                 None => {
                     queue.stats.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    queue.stats.batches.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(why) => {
                     // A stalled write may have sent part of the batch: re-sending it repeats some

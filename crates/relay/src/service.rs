@@ -574,8 +574,16 @@ pub async fn start(
     })
 }
 
-/// Publishes carbon's relay/aggregator self-metrics through the role's own outputs; counters are
-/// per interval, as carbon resets them.
+/// Publishes carbon's relay/aggregator self-metrics through the role's own outputs, every
+/// CARBON_METRIC_INTERVAL, as `<prefix>.relays.<host>.…` (`.aggregator.` for the aggregator).
+///
+/// Per destination, `destinations.<host_port_instance>.` (carbon's name: `host:port:instance`
+/// with dots as `_`) followed by carbon client.py's names — attemptedRelays, sent, batchesSent,
+/// fullQueueDrops, queuedUntilConnected (counts for the interval, as carbon resets them) and
+/// relayMaxQueueLength (the interval's largest memory queue) — and carbide's own: spilled and
+/// sendFailures, connectFailures (counts), queued and spillQueued (points waiting now, in memory
+/// and in the spill file) and connected (1 or 0). Role-wide: metricsReceived, badInput,
+/// unroutedDatapoints, and for the aggregator aggregateDatapointsSent and allocatedBuffers.
 async fn self_metrics(
     base: String,
     names: Vec<String>,
@@ -624,6 +632,19 @@ async fn self_metrics(
                 s.connect_failures.load(Ordering::Relaxed),
                 &mut pts,
             );
+            delta(
+                format!("{d}.batchesSent"),
+                s.batches.load(Ordering::Relaxed),
+                &mut pts,
+            );
+            delta(
+                format!("{d}.queuedUntilConnected"),
+                s.queued_until_connected.load(Ordering::Relaxed),
+                &mut pts,
+            );
+            let len = q.len() as u64;
+            let max = s.max_queue_len.swap(len, Ordering::Relaxed).max(len);
+            pts.push((format!("{d}.relayMaxQueueLength"), max as f64));
             pts.push((format!("{d}.queued"), q.len() as f64));
             pts.push((format!("{d}.spillQueued"), q.spilled_pending() as f64));
             pts.push((

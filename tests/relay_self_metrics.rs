@@ -1,0 +1,147 @@
+//! `carbide relay` reports on each destination the way carbon-relay does, as
+//! `carbon.relays.<host>.destinations.<host_port_instance>.*` points in its own output: read back
+//! here from the live destination they are routed to, while a second destination is down.
+//! Counters are per interval (summed here over the intervals), queue sizes and `connected` are
+//! gauges. The down destination takes exactly the points sent, so every figure is exact: with a
+//! spill directory its queue fills (MAX_QUEUE_SIZE) and the rest spills; without one it holds
+//! MAX_QUEUE_SIZE × 1.25 and drops the rest (fullQueueDrops).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod relay_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use relay_common::{Dest, Proc, free_port, now, wait_until};
+
+/// carbon's HOSTNAME: the host name with dots as `_`.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .replace('.', "_")
+}
+
+/// Per self-metric name (after `destinations.<dest>.`): every value reported so far, in order.
+fn reports(dest: &Dest, prefix: &str) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for l in dest.named(prefix) {
+        let mut f = l.split(' ');
+        let (name, value) = (f.next().unwrap(), f.next().unwrap());
+        out.entry(name[prefix.len()..].to_string())
+            .or_default()
+            .push(value.parse().unwrap());
+    }
+    out
+}
+
+fn sum(r: &BTreeMap<String, Vec<f64>>, k: &str) -> f64 {
+    r.get(k).map_or(0.0, |v| v.iter().sum())
+}
+
+fn last(r: &BTreeMap<String, Vec<f64>>, k: &str) -> f64 {
+    r.get(k).and_then(|v| v.last().copied()).unwrap_or(f64::NAN)
+}
+
+const N: usize = 100;
+/// Above one report's burst of self-metrics (25 points), so the live destination never overflows.
+const MAX_QUEUE: usize = 40;
+
+/// Starts a relay in front of `live` and a dead port, sends N points to the dead one (the
+/// self-metrics go to the live one), and waits until the dead destination's counters have seen
+/// them all; returns the (live, dead) reports and the relay's log.
+fn run(spill: bool) -> (BTreeMap<String, Vec<f64>>, BTreeMap<String, Vec<f64>>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = Dest::start();
+    let dead = free_port();
+    std::fs::write(
+        tmp.path().join("relay-rules.conf"),
+        format!(
+            "[test]\npattern = ^test\\.\ndestinations = 127.0.0.1:{dead}\n\n\
+             [default]\ndefault = true\ndestinations = 127.0.0.1:{l}\n",
+            l = live.port
+        ),
+    )
+    .unwrap();
+    let args: &[&str] = if spill { &[] } else { &["--no-spill"] };
+    let relay = Proc::start_with(
+        "relay",
+        tmp.path(),
+        &format!(
+            "RELAY_METHOD = rules\nDESTINATIONS = 127.0.0.1:{}, 127.0.0.1:{dead}\n\
+             DESTINATION_PROTOCOL = line\nCARBON_METRIC_INTERVAL = 1\nMAX_QUEUE_SIZE = {MAX_QUEUE}\n\
+             MAX_DATAPOINTS_PER_MESSAGE = 7\n",
+            live.port
+        ),
+        args,
+    );
+    let t = now();
+    relay.send(&(0..N).map(|i| format!("test.m{i} {i} {t}\n")).collect::<String>());
+    let base = format!("carbon.relays.{}.destinations.", host());
+    let live_prefix = format!("{base}127_0_0_1:{}:None.", live.port);
+    let dead_prefix = format!("{base}127_0_0_1:{dead}:None.");
+    let start = std::time::Instant::now();
+    loop {
+        let d = reports(&live, &dead_prefix);
+        if sum(&d, "attemptedRelays") >= N as f64 && d.get("queued").is_some_and(|v| v.len() >= 2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no report of {N} points for the dead destination: {d:?}\n{:?}\n{}",
+            live.lines(),
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        live.named("test.").is_empty(),
+        "the rules send test.* to the dead destination only"
+    );
+    (
+        reports(&live, &live_prefix),
+        reports(&live, &dead_prefix),
+        relay.log(),
+    )
+}
+
+#[test]
+fn destination_counters_with_spilling() {
+    let (live, dead, log) = run(true);
+    assert_eq!(last(&live, "connected"), 1.0, "{live:?}\n{log}");
+    // The live destination carries the self-metrics: what it reports sent, it received.
+    assert!(sum(&live, "sent") > 0.0, "{live:?}");
+    assert!(sum(&live, "batchesSent") > 0.0, "{live:?}");
+    assert_eq!(sum(&live, "fullQueueDrops"), 0.0);
+    assert_eq!(sum(&live, "spilled"), 0.0);
+
+    assert_eq!(last(&dead, "connected"), 0.0, "{dead:?}");
+    assert_eq!(sum(&dead, "attemptedRelays"), N as f64, "{dead:?}");
+    assert_eq!(sum(&dead, "sent"), 0.0);
+    assert_eq!(sum(&dead, "queuedUntilConnected"), N as f64);
+    assert_eq!(last(&dead, "queued"), MAX_QUEUE as f64);
+    assert_eq!(sum(&dead, "spilled"), (N - MAX_QUEUE) as f64);
+    assert_eq!(last(&dead, "spillQueued"), (N - MAX_QUEUE) as f64);
+    assert_eq!(sum(&dead, "fullQueueDrops"), 0.0);
+    assert!(
+        dead.get("relayMaxQueueLength")
+            .unwrap()
+            .contains(&(MAX_QUEUE as f64))
+    );
+    assert!(sum(&dead, "connectFailures") >= 1.0);
+}
+
+#[test]
+fn destination_counters_without_spilling_count_drops() {
+    let (live, dead, log) = run(false);
+    assert_eq!(last(&live, "connected"), 1.0, "{live:?}\n{log}");
+    assert_eq!(sum(&live, "fullQueueDrops"), 0.0);
+    let held = MAX_QUEUE + MAX_QUEUE / 4;
+    assert_eq!(sum(&dead, "attemptedRelays"), N as f64, "{dead:?}");
+    assert_eq!(last(&dead, "queued"), held as f64);
+    assert_eq!(sum(&dead, "fullQueueDrops"), (N - held) as f64);
+    assert_eq!(sum(&dead, "spilled"), 0.0);
+    assert_eq!(sum(&dead, "queuedUntilConnected"), held as f64);
+    assert_eq!(last(&dead, "connected"), 0.0);
+}
