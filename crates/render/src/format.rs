@@ -62,6 +62,11 @@ pub fn apply_max_data_points(list: &mut [TimeSeries], max: usize) {
 
 /// graphite-web's json body.
 pub fn json(list: &mut [TimeSeries], opts: &JsonOptions) -> String {
+    // renderViewJson's `if any(data)`: a series with no values is falsy, so when every series is
+    // empty (delay(x,0)) the answer is `[]`.
+    if list.iter().all(|s| s.values.is_empty()) {
+        return "[]".into();
+    }
     if let Some(max) = opts.max_data_points {
         apply_max_data_points(list, max);
     }

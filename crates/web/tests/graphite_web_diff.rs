@@ -191,6 +191,11 @@ print(json.dumps({n: {'group': f.group, 'params': [p.toJSON() for p in f.params]
             .replace("NaN", "null"),
     );
     for (name, f) in ours.as_object().unwrap() {
+        // graphite-web 1.1.10 added these (the target); 1.1.8 has no table to compare.
+        // They are checked in graphite_web_ftransform.rs.
+        if ["compressPeriodicGaps", "upper", "lower"].contains(&name.as_str()) {
+            continue;
+        }
         let g = &theirs[name];
         assert!(
             g.is_object(),
