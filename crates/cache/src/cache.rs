@@ -131,7 +131,9 @@ impl Cache {
             snapshot: Mutex::new(Snapshot {
                 order: VecDeque::new(),
                 // The first snapshot may be taken at once.
-                taken: Instant::now().checked_sub(SNAPSHOT_INTERVAL).unwrap_or_else(Instant::now),
+                taken: Instant::now()
+                    .checked_sub(SNAPSHOT_INTERVAL)
+                    .unwrap_or_else(Instant::now),
             }),
             listed: AtomicUsize::new(0),
         }
