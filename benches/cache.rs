@@ -72,6 +72,8 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
     let per = lines.div_ceil(metrics);
     let last_ts = t0 + 10 * (per as i64 - 1);
     let cpu0 = cpu_seconds(s.pid());
+    let updates = |s: &Server| (s.kind == Kind::Carbide).then(|| s.metric("carbide_update_operations_total"));
+    let updates0 = updates(s);
     let started = Instant::now();
     let port = s.ports.line;
     let senders: Vec<_> = (0..conns)
@@ -119,6 +121,9 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!("{:?}: sent in {sent:?}, on disk after {seconds:.1} s", s.kind);
+    if let (Some(a), Some(b)) = (updates0, updates(s)) {
+        eprintln!("{:?}: {} update_many calls, {:.2} points per update", s.kind, b - a, (per * metrics) as f64 / (b - a));
+    }
     Pass {
         seconds,
         points: per * metrics,

@@ -150,7 +150,9 @@ impl WhisperPersister {
         policy.path_for(&self.root, metric)
     }
 
-    fn create(&self, path: &Path, metric: &str) -> Result<(), PersistError> {
+    /// Creates the file and returns it open for the first update, or `None` when another writer
+    /// created it first (the caller opens it as usual).
+    fn create(&self, path: &Path, metric: &str) -> Result<Option<WhisperFile>, PersistError> {
         let policy = self.policy.read().clone();
         let spec = policy.create_spec(metric).ok_or(PersistError::NoSchema)?;
         if let Some(dir) = path.parent() {
@@ -164,10 +166,10 @@ impl WhisperPersister {
             fallocate: self.settings.fallocate,
             lock: self.settings.lock,
         };
-        match file::create(path, &spec.archives, &opts) {
-            Ok(_) => Ok(()),
+        match file::create_open(path, &spec.archives, &opts) {
+            Ok(db) => Ok(Some(db)),
             // Another writer won the race: the file is there, which is all we wanted.
-            Err(carbide_whisper::Error::InvalidConfiguration(m)) if m.contains("already exists") => Ok(()),
+            Err(carbide_whisper::Error::InvalidConfiguration(m)) if m.contains("already exists") => Ok(None),
             Err(e) => Err(classify(e)),
         }
     }
@@ -185,9 +187,11 @@ impl Persister for WhisperPersister {
                 if throttled && self.creates.try_take().is_err() {
                     return Ok(Outcome::CreateDeferred);
                 }
-                self.create(&path, metric)?;
                 created = true;
-                WhisperFile::open_path(&path, true, self.settings.lock).map_err(classify)?
+                match self.create(&path, metric)? {
+                    Some(db) => db,
+                    None => WhisperFile::open_path(&path, true, self.settings.lock).map_err(classify)?,
+                }
             }
             Err(e) => return Err(classify(e)),
         };

@@ -162,7 +162,7 @@ fn run(s: &Shared, id: usize) {
                 s.unthrottled.store(false, Ordering::Relaxed);
             }
             set(s, id, WriterState::Idle, None);
-            s.cache.wait_for_work(Duration::from_millis(100));
+            s.cache.idle_wait(Duration::from_millis(100));
             continue;
         };
         let throttled = !s.unthrottled.load(Ordering::Relaxed);

@@ -133,6 +133,18 @@ impl<S: Storage> Whisper<S> {
         })
     }
 
+    /// A file this process has just created with `header`: every archive is still empty (base
+    /// interval 0), so nothing needs reading back.
+    pub(crate) fn new_file(storage: S, header: Header) -> Self {
+        let bases = vec![Cell::new(Some(0)); header.archives.len()];
+        Whisper {
+            storage,
+            header,
+            bases,
+            window: None,
+        }
+    }
+
     /// The parsed header.
     pub fn header(&self) -> &Header {
         &self.header

@@ -49,13 +49,24 @@ impl Default for CreateOptions {
 /// existing file is never touched, and a file that cannot be completed (a full disk, say) is removed
 /// rather than left half-written.
 pub fn create(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Result<Header, Error> {
+    create_open(path, archives, opts).map(|db| db.header().clone())
+}
+
+/// [`create`], keeping the new file open for writing (and locked, with `opts.lock`): a writer that
+/// creates a file and then updates it saves the re-open, re-stat and header read.
+pub fn create_open(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Result<WhisperFile, Error> {
     let mut archives = archives.to_vec();
     validate_archive_list(&mut archives)?;
     if !(0.0..=1.0).contains(&opts.x_files_factor) {
         return Err(Error::InvalidXFilesFactor(opts.x_files_factor));
     }
     let header = Header::for_new_file(&archives, opts.aggregation, opts.x_files_factor as f32)?;
-    let file = match OpenOptions::new().write(true).create_new(true).open(path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             return Err(Error::InvalidConfiguration(format!(
@@ -67,11 +78,10 @@ pub fn create(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Resu
     };
     // No fsync: whisper.py syncs a new file only with AUTOFLUSH (carbon's WHISPER_AUTOFLUSH, off by
     // default), and an fdatasync per create cost ~2.6 ms a file here, the bulk of creating 100 k.
-    let written = fill_new_file(&file, &header, opts);
-    drop(file);
-    match written {
-        Ok(()) => Ok(header),
+    match fill_new_file(&file, &header, opts) {
+        Ok(()) => Ok(Whisper::new_file(file, header)),
         Err(e) => {
+            drop(file);
             let _ = fs::remove_file(path);
             Err(Error::Io(e).with_path(path))
         }
