@@ -56,6 +56,9 @@ fn render_functions_find_and_formats_match_graphite_web() {
         "asPercent(servers.*.cpu.user)",
         "asPercent(servers.*.cpu.user,servers.web1.requests)",
         "asPercent(servers.web1.cpu.user,50)",
+        "asPercent(servers.*.cpu.*,servers.*.requests,1)",
+        "asPercent(servers.*.cpu.*,None,1)",
+        "groupByNode(servers.*.cpu.*,1,\"diffSeries\")",
         // (nonNegativeDerivative with maxValue over a series with gaps is a 500 in graphite-web 1.1.8
         // on Python 3: `None > maxValue`; ours skips the gaps. Tested where there are none.)
         "summarize(servers.web1.cpu.user,\"10min\")",

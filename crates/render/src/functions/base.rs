@@ -208,7 +208,7 @@ pub(super) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
         "groupByNode" => {
             let node = a.get(1).cloned().ok_or_else(|| a.bad("missing nodeNum"))?;
             let callback = a.string(2)?.unwrap_or_else(|| "average".into());
-            group_by_nodes(ctx, a.series(0)?, &callback, &[node])
+            super::combine::group_by_nodes(ctx, a.series(0)?, &callback, &[node])
         }
         "summarize" => {
             let interval_s = a.required_string(1)?;
@@ -544,41 +544,6 @@ pub(crate) fn agg_key(s: &TimeSeries, nodes: &[Value]) -> String {
         .join(".")
 }
 
-pub(crate) fn group_by_nodes(
-    ctx: &Context<'_>,
-    list: Vec<TimeSeries>,
-    callback: &str,
-    nodes: &[Value],
-) -> Result<Vec<TimeSeries>, RenderError> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut groups: Vec<Vec<TimeSeries>> = Vec::new();
-    for s in list {
-        let key = agg_key(&s, nodes);
-        match keys.iter().position(|k| *k == key) {
-            Some(i) => groups[i].push(s),
-            None => {
-                keys.push(key);
-                groups.push(vec![s]);
-            }
-        }
-    }
-    let func = match callback {
-        "sumSeries" => "sum",
-        "averageSeries" => "average",
-        "maxSeries" => "max",
-        "minSeries" => "min",
-        other => other,
-    };
-    let mut out = Vec::with_capacity(keys.len());
-    for (key, group) in keys.into_iter().zip(groups) {
-        if let Some(mut s) = aggregate(ctx, group, func)?.into_iter().next() {
-            s.name = key;
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
 /// `highest`/`lowest`: a stable sort on an aggregate (None sorts as -inf), then the first n.
 pub(crate) fn highest(
     mut list: Vec<TimeSeries>,
@@ -641,7 +606,7 @@ pub(crate) fn divide_series(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSerie
 pub(crate) fn as_percent(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let mut list = a.series(0)?;
     if a.pos.len() > 2 {
-        return Err(a.bad("asPercent with nodes is not supported yet"));
+        return super::combine::as_percent_nodes(ctx, a);
     }
     normalize(&mut list);
     let pct = |v: Option<f64>, t: Option<f64>| safe_div(v, t).map(|x| x * 100.0);
