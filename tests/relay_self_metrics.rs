@@ -13,7 +13,7 @@ mod relay_common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use relay_common::{Dest, Proc, free_port, now, wait_until};
+use relay_common::{Dest, Proc, free_port, now};
 
 /// carbon's HOSTNAME: the host name with dots as `_`.
 fn host() -> String {
@@ -24,8 +24,11 @@ fn host() -> String {
 }
 
 /// Per self-metric name (after `destinations.<dest>.`): every value reported so far, in order.
-fn reports(dest: &Dest, prefix: &str) -> BTreeMap<String, Vec<f64>> {
-    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+type Reports = BTreeMap<String, Vec<f64>>;
+
+/// The [`Reports`] under `prefix` that `dest` has received.
+fn reports(dest: &Dest, prefix: &str) -> Reports {
+    let mut out: Reports = BTreeMap::new();
     for l in dest.named(prefix) {
         let mut f = l.split(' ');
         let (name, value) = (f.next().unwrap(), f.next().unwrap());
@@ -36,11 +39,11 @@ fn reports(dest: &Dest, prefix: &str) -> BTreeMap<String, Vec<f64>> {
     out
 }
 
-fn sum(r: &BTreeMap<String, Vec<f64>>, k: &str) -> f64 {
+fn sum(r: &Reports, k: &str) -> f64 {
     r.get(k).map_or(0.0, |v| v.iter().sum())
 }
 
-fn last(r: &BTreeMap<String, Vec<f64>>, k: &str) -> f64 {
+fn last(r: &Reports, k: &str) -> f64 {
     r.get(k).and_then(|v| v.last().copied()).unwrap_or(f64::NAN)
 }
 
@@ -51,7 +54,7 @@ const MAX_QUEUE: usize = 40;
 /// Starts a relay in front of `live` and a dead port, sends N points to the dead one (the
 /// self-metrics go to the live one), and waits until the dead destination's counters have seen
 /// them all; returns the (live, dead) reports and the relay's log.
-fn run(spill: bool) -> (BTreeMap<String, Vec<f64>>, BTreeMap<String, Vec<f64>>, String) {
+fn run(spill: bool) -> (Reports, Reports, String) {
     let tmp = tempfile::tempdir().unwrap();
     let live = Dest::start();
     let dead = free_port();
