@@ -215,6 +215,7 @@ fn prepare_web(args: &ServeArgs, hot: Arc<CacheHot>) -> Result<Option<Web>> {
         limits: carbide_render::Limits {
             max_series: args.max_series,
             max_points: args.max_points,
+            ..carbide_render::Limits::default()
         },
     });
     Ok(Some(Web {

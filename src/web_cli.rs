@@ -27,6 +27,9 @@ pub struct WebArgs {
     /// Most points one request may fetch before it is refused.
     #[arg(long, default_value_t = 50_000_000)]
     max_points: usize,
+    /// Seconds a render may run before it is abandoned with HTTP 503.
+    #[arg(long, default_value_t = 60.0)]
+    max_time: f64,
 }
 
 /// Runs the web role until SIGINT or SIGTERM.
@@ -49,6 +52,8 @@ fn serve(args: WebArgs) -> anyhow::Result<()> {
         limits: carbide_render::Limits {
             max_series: args.max_series,
             max_points: args.max_points,
+            max_time: std::time::Duration::try_from_secs_f64(args.max_time)
+                .map_err(|e| anyhow::anyhow!("--max-time {}: {e}", args.max_time))?,
         },
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -94,3 +94,16 @@ fn web_serves_find_and_render_and_sees_new_metrics() {
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("format"), "{body}");
 }
+
+#[test]
+fn a_bad_time_limit_is_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_carbide"))
+        .args(["web", "--listen", "127.0.0.1:0", "--max-time=-1", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--max-time -1"), "{err}");
+}

@@ -15,6 +15,9 @@ pub struct Limits {
     pub max_series: usize,
     /// Most points (series × values) one request may fetch.
     pub max_points: usize,
+    /// Longest a request may evaluate before it is abandoned with a 503 (checked between fetches
+    /// and calls, so a runaway query frees its thread instead of holding it).
+    pub max_time: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -22,6 +25,7 @@ impl Default for Limits {
         Limits {
             max_series: 10_000,
             max_points: 50_000_000,
+            max_time: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -43,6 +47,8 @@ pub struct Context<'a> {
     pub templates: Vec<(String, String)>,
     /// Request limits.
     pub limits: Limits,
+    /// When this request must give up (`limits.max_time` after it started); `None` = never.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// An evaluated argument.
@@ -74,8 +80,20 @@ impl Context<'_> {
         }
     }
 
+    /// Fails with [`RenderError::Timeout`] once the request's deadline has passed.
+    pub fn check_deadline(&self) -> Result<(), RenderError> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() > d => Err(RenderError::Timeout(format!(
+                "the request took longer than {:?} and was abandoned",
+                self.limits.max_time
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Evaluates an expression to a series list.
     pub fn evaluate(&self, expr: &Expr) -> Result<Vec<TimeSeries>, RenderError> {
+        self.check_deadline()?;
         match expr {
             Expr::Path(p) => self.fetch(p),
             Expr::Call(c) => functions::call(self, c),
@@ -120,6 +138,7 @@ impl Context<'_> {
         let mut out = Vec::with_capacity(leaves.len());
         let mut points = 0usize;
         for leaf in leaves {
+            self.check_deadline()?;
             let Some(f) = self.storage.fetch(&leaf.path, self.start, self.end, self.now)? else {
                 continue;
             };
@@ -145,5 +164,32 @@ pub fn first_arg(call: &Call) -> Option<&Expr> {
     match call.args.first() {
         Some(Arg::Expr(e)) => Some(e),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_past_its_deadline_is_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut ctx = Context {
+            storage: &storage,
+            start: 0,
+            end: 60,
+            now: 60,
+            x_files_factor: 0.0,
+            templates: Vec::new(),
+            limits: Limits::default(),
+            deadline: None,
+        };
+        assert!(ctx.evaluate_target("sumSeries(a.*)").is_ok());
+        ctx.deadline = std::time::Instant::now().checked_sub(std::time::Duration::from_millis(1));
+        assert!(matches!(
+            ctx.evaluate_target("sumSeries(a.*)"),
+            Err(RenderError::Timeout(_))
+        ));
     }
 }

@@ -38,6 +38,9 @@ pub enum RenderError {
     /// A request limit was exceeded.
     #[error("{0}")]
     Limit(String),
+    /// The request ran past its time limit (HTTP 503: the server is busy, not the query wrong).
+    #[error("{0}")]
+    Timeout(String),
     /// Reading storage failed.
     #[error(transparent)]
     Storage(#[from] carbide_storage::StorageError),

@@ -212,6 +212,7 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
         x_files_factor,
         templates,
         limits: state.limits,
+        deadline: std::time::Instant::now().checked_add(state.limits.max_time),
     };
     let mut targets = p.get_list("target");
     if targets.is_empty() {
@@ -226,6 +227,9 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
             Ok(series) => data.extend(series),
             Err(RenderError::Storage(e)) => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+            }
+            Err(e @ RenderError::Timeout(_)) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
             }
             Err(e) => return bad_request(e),
         }

@@ -202,6 +202,7 @@ mod tests {
             x_files_factor: 0.0,
             templates: Vec::new(),
             limits: Limits::default(),
+            deadline: None,
         };
         ctx.evaluate_target(target).unwrap()
     }
