@@ -122,7 +122,12 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
     let seconds = started.elapsed().as_secs_f64();
     eprintln!("{:?}: sent in {sent:?}, on disk after {seconds:.1} s", s.kind);
     if let (Some(a), Some(b)) = (updates0, updates(s)) {
-        eprintln!("{:?}: {} update_many calls, {:.2} points per update", s.kind, b - a, (per * metrics) as f64 / (b - a));
+        eprintln!(
+            "{:?}: {} update_many calls, {:.2} points per update",
+            s.kind,
+            b - a,
+            (per * metrics) as f64 / (b - a)
+        );
     }
     Pass {
         seconds,
