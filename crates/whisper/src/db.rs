@@ -85,6 +85,31 @@ fn unpack_points(bytes: &[u8]) -> impl Iterator<Item = (u32, f64)> + '_ {
     })
 }
 
+thread_local! {
+    /// Each thread's read buffer for fetches: a day of 10 s points is ~100 KB, and allocating and
+    /// zeroing that per fetch cost as much as decoding it.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` over a buffer of exactly `len` bytes (contents unspecified), reusing this thread's
+/// scratch buffer when it is free.
+fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> Result<T, Error>) -> Result<T, Error> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            let r = f(&mut buf[..len]);
+            // Don't keep a huge buffer alive after a rare huge fetch.
+            if buf.len() > 16 << 20 {
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => f(&mut vec![0u8; len]),
+    })
+}
+
 /// Byte offset of `interval` in `archive`, counting from the archive's base interval, with wraparound.
 fn slot_offset(archive: &ArchiveInfo, base: i64, interval: i64) -> u64 {
     let points = (interval - base).div_euclid(archive.step());
@@ -153,6 +178,21 @@ impl<S: Storage> Whisper<S> {
     /// Gives the storage back (closing a file is dropping it).
     pub fn into_inner(self) -> S {
         self.storage
+    }
+
+    /// Fills `out` from `offset`, from the propagation window when it covers the range.
+    fn read_exact_into(&self, out: &mut [u8], offset: u64, what: &'static str) -> Result<(), Error> {
+        if let Some((start, data)) = &self.window
+            && offset >= *start
+            && offset + out.len() as u64 <= *start + data.len() as u64
+        {
+            let at = (offset - start) as usize;
+            out.copy_from_slice(&data[at..at + out.len()]);
+            return Ok(());
+        }
+        self.storage
+            .read_at(out, offset)
+            .map_err(|e| io_or_corrupt(e, what))
     }
 
     fn read(&self, len: usize, offset: u64, what: &'static str) -> Result<Vec<u8>, Error> {
@@ -507,28 +547,33 @@ impl<S: Storage> Whisper<S> {
         }
         let from_off = slot_offset(archive, base, from_i);
         let until_off = slot_offset(archive, base, until_i);
-        let series = if from_off < until_off {
-            self.read(
-                (until_off - from_off) as usize,
-                from_off,
-                "Unable to read datapoints",
-            )?
+        // The span is one run, or the archive's tail then its head when it wraps.
+        let (first, second) = if from_off < until_off {
+            ((until_off - from_off) as usize, 0)
         } else {
-            let mut s = self.read(
+            (
                 (archive.end() - from_off) as usize,
-                from_off,
-                "Unable to read datapoints",
-            )?;
-            let tail = (until_off - u64::from(archive.offset)) as usize;
-            s.extend(self.read(tail, u64::from(archive.offset), "Unable to read datapoints")?);
-            s
+                (until_off - u64::from(archive.offset)) as usize,
+            )
         };
-        let mut values = Vec::with_capacity(series.len() / POINT_SIZE);
-        let mut expected = from_i;
-        for (ts, value) in unpack_points(&series) {
-            values.push((i64::from(ts) == expected).then_some(value));
-            expected += step;
-        }
+        let values = with_scratch(first + second, |buf| {
+            let (head, tail) = buf.split_at_mut(first);
+            self.read_exact_into(head, from_off, "Unable to read datapoints")?;
+            if second > 0 {
+                self.read_exact_into(tail, u64::from(archive.offset), "Unable to read datapoints")?;
+            }
+            // One pass with a known length (no capacity check per point): the decode is most of
+            // a fetch's own work.
+            Ok(buf
+                .chunks_exact(POINT_SIZE)
+                .enumerate()
+                .map(|(i, p)| {
+                    let ts = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                    let bits = u64::from_be_bytes([p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]]);
+                    (i64::from(ts) == from_i + i as i64 * step).then_some(f64::from_bits(bits))
+                })
+                .collect())
+        })?;
         Ok(Fetched {
             from: from_i,
             until: until_i,
