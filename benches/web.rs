@@ -21,6 +21,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
 
+#[path = "../crates/web/tests/common/graphite_web.rs"]
+mod graphite_web;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -147,59 +150,15 @@ fn start_carbide(whisper: &Path, dir: &Path, port: u16) -> Proc {
     p
 }
 
-/// graphite-web 1.1.8 under gunicorn, set up like crates/web/tests/common/mod.rs.
-fn start_graphite_web(dir: &Path, whisper: &Path, port: u16, workers: usize) -> Proc {
-    for prog in [
-        "/usr/bin/gunicorn",
-        "/usr/lib/python3/dist-packages/graphite/wsgi.py",
-    ] {
-        assert!(
-            Path::new(prog).exists(),
-            "{prog} is missing: the web benchmark needs Debian's graphite-web and gunicorn; run scripts/install-test-deps.sh"
-        );
-    }
-    let conf = dir.join("conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::create_dir_all(dir.join("log")).unwrap();
-    let d = dir.display();
-    let settings = format!(
-        "SECRET_KEY = 'carbide-bench'\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\nTIME_ZONE = 'UTC'\n\
-         LOG_ROTATION = False\nGRAPHITE_ROOT = '/usr/share/graphite-web'\nSTATIC_ROOT = '/usr/share/graphite-web/static'\n\
-         CONF_DIR = '{d}/conf'\nSTORAGE_DIR = '{d}'\nLOG_DIR = '{d}/log'\nINDEX_FILE = '{d}/index'\n\
-         WHISPER_DIR = '{}'\nCARBONLINK_HOSTS = []\nCLUSTER_SERVERS = []\n\
-         DATABASES = {{'default': {{'NAME': '{d}/graphite.db', 'ENGINE': 'django.db.backends.sqlite3', 'USER': '', 'PASSWORD': '', 'HOST': '', 'PORT': ''}}}}\n\
-         FUNCTION_PLUGINS = []\nFETCH_TIMEOUT = 600\nFIND_TIMEOUT = 600\n",
-        whisper.display()
-    );
-    std::fs::write(conf.join("carbide_bench_settings.py"), settings).unwrap();
-    let env = [
-        ("PYTHONPATH", conf.display().to_string()),
-        ("GRAPHITE_SETTINGS_MODULE", "carbide_bench_settings".into()),
-        ("DJANGO_SETTINGS_MODULE", "graphite.settings".into()),
-        ("PYTHONWARNINGS", "ignore".into()),
-    ];
-    let status = Command::new("/usr/bin/python3")
-        .args(["-m", "django", "migrate", "--run-syncdb", "-v0"])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "django migrate for graphite-web failed");
-    let log = dir.join("log/gunicorn.log");
-    let child = Command::new("/usr/bin/gunicorn")
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .args(["--workers", &workers.to_string(), "--timeout", "600"])
-        .args(["--pythonpath", &conf.display().to_string()])
-        .arg("graphite.wsgi:application")
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    wait_ready(port, "graphite-web", &log);
-    p
+/// graphite-web 1.1.8 under gunicorn with `workers` workers and timeouts raised past the queries'.
+fn start_graphite_web(dir: &Path, whisper: &Path, port: u16, workers: usize) -> graphite_web::Gunicorn {
+    graphite_web::start(
+        dir,
+        whisper,
+        port,
+        "FETCH_TIMEOUT = 600\nFIND_TIMEOUT = 600",
+        workers,
+    )
 }
 
 fn whisper_path(root: &Path, name: &str) -> PathBuf {

@@ -7,12 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cache_common;
+#[path = "../crates/web/tests/common/graphite_web.rs"]
+mod graphite_web;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_common::{carbide_exe, free_port, now, send, wait_until, wsp_path};
 use carbide_core::{AggregationMethod, Retention};
@@ -37,73 +39,9 @@ fn http(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// graphite-web 1.1.8 under gunicorn over `whisper`, asking carbonlink on `carbonlink`.
-fn graphite_web(dir: &Path, whisper: &Path, port: u16, carbonlink: u16) -> Kill {
-    for prog in [
-        "/usr/bin/gunicorn",
-        "/usr/lib/python3/dist-packages/graphite/wsgi.py",
-    ] {
-        assert!(
-            Path::new(prog).exists(),
-            "{prog} is missing: this test needs Debian's graphite-web and gunicorn; run scripts/install-test-deps.sh"
-        );
-    }
-    let conf = dir.join("conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::create_dir_all(dir.join("log")).unwrap();
-    let d = dir.display();
-    let settings = format!(
-        "SECRET_KEY = 'carbide-test'\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\nTIME_ZONE = 'UTC'\n\
-         LOG_ROTATION = False\nGRAPHITE_ROOT = '/usr/share/graphite-web'\nSTATIC_ROOT = '/usr/share/graphite-web/static'\n\
-         CONF_DIR = '{d}/conf'\nSTORAGE_DIR = '{d}'\nLOG_DIR = '{d}/log'\nINDEX_FILE = '{d}/index'\n\
-         WHISPER_DIR = '{}'\nCARBONLINK_HOSTS = ['127.0.0.1:{carbonlink}:a']\nCLUSTER_SERVERS = []\n\
-         DATABASES = {{'default': {{'NAME': '{d}/graphite.db', 'ENGINE': 'django.db.backends.sqlite3', 'USER': '', 'PASSWORD': '', 'HOST': '', 'PORT': ''}}}}\n\
-         FUNCTION_PLUGINS = []\n",
-        whisper.display()
-    );
-    std::fs::write(conf.join("carbide_serve_settings.py"), settings).unwrap();
-    let env = [
-        ("PYTHONPATH", conf.display().to_string()),
-        ("GRAPHITE_SETTINGS_MODULE", "carbide_serve_settings".into()),
-        ("DJANGO_SETTINGS_MODULE", "graphite.settings".into()),
-        ("PYTHONWARNINGS", "ignore".into()),
-    ];
-    let status = Command::new("/usr/bin/python3")
-        .args(["-m", "django", "migrate", "--run-syncdb", "-v0"])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "django migrate for graphite-web failed");
-    let child = Command::new("/usr/bin/gunicorn")
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--timeout",
-            "60",
-        ])
-        .args([
-            "--pythonpath",
-            &conf.display().to_string(),
-            "graphite.wsgi:application",
-        ])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("log/gunicorn.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let g = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(http(port, "/metrics/find?query=*"), Some((200, _))) {
-        assert!(
-            Instant::now() < deadline,
-            "graphite-web did not answer within 60 s; see {d}/log"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    g
+fn graphite_web(dir: &Path, whisper: &Path, port: u16, carbonlink: u16) -> graphite_web::Gunicorn {
+    let carbonlink = format!("CARBONLINK_HOSTS = ['127.0.0.1:{carbonlink}:a']");
+    graphite_web::start(dir, whisper, port, &carbonlink, 1)
 }
 
 /// Numbers equal, or within graphite-web's float rounding.

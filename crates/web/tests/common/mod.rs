@@ -7,9 +7,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use carbide_core::Retention;
 use serde_json::Value;
@@ -89,85 +88,13 @@ pub fn assert_no_differences(failures: &[String]) {
     );
 }
 
-pub struct Gunicorn(Child);
+pub mod graphite_web;
 
-impl Drop for Gunicorn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use graphite_web::Gunicorn;
 
+/// graphite-web with the default test settings and one worker.
 pub fn start_graphite_web(dir: &Path, whisper: &Path, port: u16) -> Gunicorn {
-    for prog in [
-        "/usr/bin/gunicorn",
-        "/usr/lib/python3/dist-packages/graphite/wsgi.py",
-    ] {
-        assert!(
-            Path::new(prog).exists(),
-            "{prog} is missing: graphite-web differential tests need Debian's graphite-web and gunicorn; run scripts/install-test-deps.sh"
-        );
-    }
-    let conf = dir.join("conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::create_dir_all(dir.join("log")).unwrap();
-    let d = dir.display();
-    let settings = format!(
-        "SECRET_KEY = 'carbide-test'\nALLOWED_HOSTS = ['127.0.0.1', 'localhost']\nTIME_ZONE = 'UTC'\n\
-         LOG_ROTATION = False\nGRAPHITE_ROOT = '/usr/share/graphite-web'\nSTATIC_ROOT = '/usr/share/graphite-web/static'\n\
-         CONF_DIR = '{d}/conf'\nSTORAGE_DIR = '{d}'\nLOG_DIR = '{d}/log'\nINDEX_FILE = '{d}/index'\n\
-         WHISPER_DIR = '{}'\nCARBONLINK_HOSTS = []\nCLUSTER_SERVERS = []\n\
-         DATABASES = {{'default': {{'NAME': '{d}/graphite.db', 'ENGINE': 'django.db.backends.sqlite3', 'USER': '', 'PASSWORD': '', 'HOST': '', 'PORT': ''}}}}\n\
-         FUNCTION_PLUGINS = []\n",
-        whisper.display()
-    );
-    std::fs::write(conf.join("carbide_test_settings.py"), settings).unwrap();
-    let env = [
-        ("PYTHONPATH", conf.display().to_string()),
-        ("GRAPHITE_SETTINGS_MODULE", "carbide_test_settings".into()),
-        ("DJANGO_SETTINGS_MODULE", "graphite.settings".into()),
-        ("PYTHONWARNINGS", "ignore".into()),
-    ];
-    let status = Command::new("/usr/bin/python3")
-        .args(["-m", "django", "migrate", "--run-syncdb", "-v0"])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "django migrate for graphite-web failed");
-    let child = Command::new("/usr/bin/gunicorn")
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--timeout",
-            "60",
-        ])
-        .args([
-            "--pythonpath",
-            &conf.display().to_string(),
-            "graphite.wsgi:application",
-        ])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("log/gunicorn.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let g = Gunicorn(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some((200, _)) = http(port, "GET", "/metrics/find?query=*", None) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "graphite-web did not answer within 60 s; see {d}/log"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    g
+    graphite_web::start(dir, whisper, port, "", 1)
 }
 
 /// A tiny HTTP/1.0 client: (status, body).
