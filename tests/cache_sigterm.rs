@@ -77,7 +77,14 @@ fn a_million_points_survive_sigterm() {
         let want: Vec<(f64, f64)> = (0..POINTS)
             .map(|p| ((t0 + p * 10) as f64, (m * 1000 + p) as f64))
             .collect();
-        assert_eq!(pts, &want, "carbonlink answer for {}", asked[i]);
+        // A throttled writer may already have taken the points that had arrived when it picked
+        // the metric: what the cache still holds is the rest, in order (the restart below checks
+        // that the two together are everything).
+        assert!(
+            want.ends_with(pts),
+            "carbonlink answer for {} is not the newest points in order: {pts:?}",
+            asked[i]
+        );
     }
     assert!(
         from_cache >= 3,
