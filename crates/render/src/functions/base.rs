@@ -699,31 +699,7 @@ pub(crate) fn summarize(s: &mut TimeSeries, interval_s: &str, interval: i64, fun
             s.end - s.end.rem_euclid(interval) + interval,
         )
     };
-    let f = agg_func(func).unwrap_or(|_| None);
-    let data = s.iter_values();
-    let timestamps: Vec<i64> = (s.start..s.end).step_by(s.step.max(1) as usize).collect();
-    let n = timestamps.len().min(data.len());
-    let interval_points = interval as f64 / s.step as f64;
-    let mut values = Vec::new();
-    let mut i = 0usize;
-    let mut ts = new_start;
-    while ts < new_end {
-        let mut first = i;
-        let mut non_null = 0usize;
-        while i < n && timestamps[i] < ts + interval {
-            if timestamps[i] <= ts {
-                first = i;
-            }
-            if timestamps[i] >= ts && data[i].is_some() {
-                non_null += 1;
-            }
-            i += 1;
-        }
-        let ok =
-            non_null > 0 && interval_points > 0.0 && non_null as f64 / interval_points >= s.x_files_factor;
-        values.push(if ok { f(&data[first..i]) } else { None });
-        ts += interval;
-    }
+    let (values, ts) = super::transform::summarize_values(s, func, interval, new_start, new_end);
     let end = if align { ts } else { new_end };
     s.set_tag("summarize", interval_s);
     s.set_tag("summarizeFunction", func);
