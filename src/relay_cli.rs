@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use carbide_config::carbon_conf::RelayMethod;
 use carbide_config::{
-    CarbonSettings, ConfigEnv, RewriteRules, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules,
-    parse_rewrite_rules,
+    CarbonSettings, ConfigEnv, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules,
 };
-use carbide_relay::aggregate::Buffers;
+use carbide_relay::pipeline::{Pipeline, RulePaths};
 use carbide_relay::router::Router;
 use carbide_relay::service::{Options, Role, Running, start};
 
@@ -58,14 +58,6 @@ fn read(path: &str) -> Result<String> {
     Ok(carbide_config::load(std::path::Path::new(path))?)
 }
 
-fn read_optional(path: &str) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{path}: cannot read")),
-    }
-}
-
 fn host_name(instance: Option<&str>) -> String {
     let h = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -96,8 +88,6 @@ fn options(args: &RelayArgs, settings: &CarbonSettings, group: &'static str) -> 
         stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
         metric_group: group,
         metric_host: host_name(args.instance.as_deref()),
-        aggregation_rules_path: None,
-        rewrite_rules_path: None,
     }
 }
 
@@ -107,18 +97,6 @@ fn load(args: &RelayArgs, program: &str) -> Result<CarbonSettings> {
     let (settings, warnings) = parse_carbon_conf(&path, &text, program, args.instance.as_deref(), &env())?;
     warnings.iter().for_each(|w| tracing::warn!("{w}"));
     Ok(settings)
-}
-
-fn rewrite_rules(settings: &CarbonSettings) -> Result<RewriteRules> {
-    let p = settings.rewrite_rules_path();
-    Ok(match read_optional(&p)? {
-        Some(t) => {
-            let (r, w) = parse_rewrite_rules(&p, &t)?;
-            w.iter().for_each(|w| tracing::warn!("{w}"));
-            r
-        }
-        None => RewriteRules::default(),
-    })
 }
 
 fn relay_router(settings: &CarbonSettings) -> Result<Router> {
@@ -225,27 +203,21 @@ pub fn aggregator(args: RelayArgs) -> ExitCode {
         let mut settings = load(&args, "aggregator")?;
         // carbon-aggregator always routes its output by consistent hashing.
         settings.relay_method = RelayMethod::ConsistentHashing;
-        let p = settings.aggregation_rules_path();
-        let (rules, warnings) = match read_optional(&p)? {
-            Some(t) => parse_aggregation_rules(&p, &t)?,
-            None => (vec![], vec![]),
-        };
-        warnings.iter().for_each(|w| tracing::warn!("{w}"));
-        let buffers = Buffers::new(
-            rules,
-            rewrite_rules(&settings)?,
+        let pipeline = Pipeline::open(
+            RulePaths {
+                aggregation: Some(PathBuf::from(settings.aggregation_rules_path())),
+                rewrite: Some(PathBuf::from(settings.rewrite_rules_path())),
+            },
             settings.forward_all,
             settings.max_aggregation_intervals,
-        );
+        )?;
         let router = Router::from_settings(&settings, None, vec![])?;
-        let mut opts = options(&args, &settings, "aggregator");
-        opts.aggregation_rules_path = Some(PathBuf::from(&p));
-        opts.rewrite_rules_path = Some(PathBuf::from(settings.rewrite_rules_path()));
+        let opts = options(&args, &settings, "aggregator");
         let grace = Duration::from_secs(args.shutdown_timeout);
         runtime()?.block_on(run_until_signalled(
             settings,
             router,
-            Role::Aggregator(buffers),
+            Role::Aggregator(Arc::new(pipeline)),
             opts,
             grace,
         ))

@@ -35,6 +35,17 @@ pub struct IngestStats {
     pub refused_connections: AtomicU64,
 }
 
+/// A stage between the receivers and the cache, as carbon-aggregator-cache runs its rewrite and
+/// aggregate processors before `write`. It sees every received point that passed the lists and
+/// stores what it yields with [`Ingest::store`].
+pub trait Stage: Send + Sync {
+    /// Takes one received point; false when it was dropped.
+    fn point(&self, ingest: &Ingest, name: &str, value: f64, timestamp: f64) -> bool;
+    /// Called at shutdown once the receivers have stopped, before the cache is written out: the
+    /// stage stores what it still holds.
+    fn finish(&self, _ingest: &Ingest) {}
+}
+
 /// The receivers' shared sink.
 pub struct Ingest {
     /// Where points go.
@@ -45,6 +56,7 @@ pub struct Ingest {
     pub stats: IngestStats,
     last_complaint: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
+    stage: Option<Arc<dyn Stage>>,
 }
 
 /// Seconds since the epoch, as a float (the line protocol's `-1` means this).
@@ -63,7 +75,19 @@ impl Ingest {
             stats: IngestStats::default(),
             last_complaint: Mutex::new(None),
             suppressed: AtomicU64::new(0),
+            stage: None,
         }
+    }
+
+    /// Puts `stage` between the lists and the cache for every received point.
+    pub fn with_stage(mut self, stage: Option<Arc<dyn Stage>>) -> Self {
+        self.stage = stage;
+        self
+    }
+
+    /// The stage in front of the cache, if any.
+    pub fn stage(&self) -> Option<&Arc<dyn Stage>> {
+        self.stage.as_ref()
     }
 
     /// Replaces the filters (reload).
@@ -86,11 +110,22 @@ impl Ingest {
         true
     }
 
-    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
+    /// Takes one received point: filters, then the stage if there is one, else [`Ingest::store`].
+    /// Returns false when dropped.
     pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
         if !self.passes_lists(name) {
             return false;
         }
+        match &self.stage {
+            Some(stage) => stage.point(self, name, value, timestamp),
+            None => self.store(name, value, timestamp),
+        }
+    }
+
+    /// Stores a point with no filter or stage: carbon's path for generated points (self-metrics,
+    /// aggregates), and the end of the received ones. Normalises a tagged name. False when the
+    /// cache refused it.
+    pub fn store(&self, name: &str, value: f64, timestamp: f64) -> bool {
         let name = if name.contains(';') || name.contains('{') {
             carbide_protocol::tags::normalize(name)
         } else {
@@ -151,5 +186,31 @@ mod tests {
         // Tagged names are stored in carbon's normal form; float timestamps truncate as int() does.
         assert!(ingest.point("app.cpu;host=a;dc=x", 2.0, 200.9));
         assert_eq!(ingest.cache.get("app.cpu;dc=x;host=a"), vec![(200, 2.0)]);
+    }
+
+    /// Renames every received point, as a rewrite rule would.
+    struct Prefix;
+    impl Stage for Prefix {
+        fn point(&self, ingest: &Ingest, name: &str, value: f64, timestamp: f64) -> bool {
+            ingest.store(&format!("staged.{name}"), value, timestamp)
+        }
+    }
+
+    #[test]
+    fn received_points_pass_the_lists_then_the_stage_and_generated_ones_neither() {
+        let ingest =
+            Ingest::new(Arc::new(Cache::new(CacheConfig::default()))).with_stage(Some(Arc::new(Prefix)));
+        let list = |text: &str| parse_regex_list("test.conf", text).map(|l| l.0).ok();
+        ingest.set_lists(Lists {
+            blacklist: list("^carbon\\.\n"),
+            whitelist: None,
+        });
+        assert!(ingest.point("app.x", 1.0, 100.0));
+        assert!(!ingest.point("carbon.x", 1.0, 100.0), "the lists come first");
+        assert!(ingest.store("carbon.agents.h.x", 2.0, 100.0));
+        assert_eq!(ingest.cache.get("staged.app.x"), vec![(100, 1.0)]);
+        assert!(ingest.cache.get("app.x").is_empty());
+        assert!(ingest.cache.get("staged.carbon.x").is_empty());
+        assert_eq!(ingest.cache.get("carbon.agents.h.x"), vec![(100, 2.0)]);
     }
 }
