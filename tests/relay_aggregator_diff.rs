@@ -71,6 +71,7 @@ fn aggregator_matches_carbon_aggregator() {
             .arg(&our_conf)
             .arg("--instance=a")
             .arg("--no-spill")
+            .arg("--no-admin")
             .env("CARBIDE_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()

@@ -214,6 +214,97 @@ fn dest_metric_name(d: &carbide_config::Destination) -> String {
     format!("{}:{}:{}", d.host, d.port, inst).replace('.', "_")
 }
 
+/// One destination's figures since start, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestFigures {
+    /// The DESTINATIONS entry (`host:port[:instance]`).
+    pub name: String,
+    /// Points routed to it (carbon's attemptedRelays).
+    pub attempted: u64,
+    /// Points written to its socket.
+    pub sent: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Points dropped because its queue (and spill) was full (fullQueueDrops).
+    pub dropped: u64,
+    /// Points written to its spill file.
+    pub spilled: u64,
+    /// Writes that failed.
+    pub send_failures: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Points queued while it was not connected (queuedUntilConnected).
+    pub queued_until_connected: u64,
+    /// Points waiting in memory now.
+    pub queued: u64,
+    /// Points waiting in the spill file now.
+    pub spill_queued: u64,
+    /// Whether it is connected now.
+    pub connected: bool,
+}
+
+/// The role's figures since start: what `/metrics` shows (the carbon self-metrics carry the same
+/// counters per interval).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Points received (metricsReceived).
+    pub received: u64,
+    /// Lines or entries that did not decode.
+    pub bad_input: u64,
+    /// Points no destination took.
+    pub unrouted: u64,
+    /// One per DESTINATIONS entry, same order.
+    pub destinations: Vec<DestFigures>,
+    /// The aggregator's aggregates emitted and live buffers; `None` for a relay.
+    pub aggregator: Option<(u64, usize)>,
+}
+
+/// A handle that reads a running role's [`Figures`], for an admin endpoint.
+#[derive(Clone)]
+pub struct FiguresSource {
+    outputs: Arc<Outputs>,
+    input: Arc<InputStats>,
+    aggregator: Option<Arc<Aggregator>>,
+}
+
+impl FiguresSource {
+    /// The figures now.
+    pub fn figures(&self) -> Figures {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Figures {
+            received: load(&self.input.received),
+            bad_input: load(&self.input.bad),
+            unrouted: load(&self.outputs.unrouted),
+            destinations: self
+                .outputs
+                .queues
+                .iter()
+                .map(|q| {
+                    let s = &q.stats;
+                    DestFigures {
+                        name: q.name.clone(),
+                        attempted: load(&s.attempted),
+                        sent: load(&s.sent),
+                        batches: load(&s.batches),
+                        dropped: load(&s.dropped),
+                        spilled: load(&s.spilled),
+                        send_failures: load(&s.send_failures),
+                        connect_failures: load(&s.connect_failures),
+                        queued_until_connected: load(&s.queued_until_connected),
+                        queued: q.len() as u64,
+                        spill_queued: q.spilled_pending(),
+                        connected: s.connected.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
+            aggregator: self
+                .aggregator
+                .as_ref()
+                .map(|a| (load(&a.pipeline.emitted), a.pipeline.buffers())),
+        }
+    }
+}
+
 /// A running role.
 pub struct Running {
     /// The line receiver's address.
@@ -223,6 +314,7 @@ pub struct Running {
     /// The queues, for tests and admin.
     pub outputs: Arc<Outputs>,
     aggregator: Option<Arc<Aggregator>>,
+    input: Arc<InputStats>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     senders: Vec<JoinHandle<()>>,
@@ -230,6 +322,15 @@ pub struct Running {
 }
 
 impl Running {
+    /// A handle on the role's figures, which outlives this borrow (for `/metrics`).
+    pub fn figures(&self) -> FiguresSource {
+        FiguresSource {
+            outputs: self.outputs.clone(),
+            input: self.input.clone(),
+            aggregator: self.aggregator.clone(),
+        }
+    }
+
     /// Routes from now on with `router` (relay-rules.conf re-read on SIGHUP).
     pub fn reload_router(&self, router: Router) {
         self.outputs.set_router(router);
@@ -455,7 +556,7 @@ pub async fn start(
             base,
             names,
             outputs2,
-            input_stats,
+            input_stats.clone(),
             aggregator,
             every,
         )));
@@ -464,6 +565,7 @@ pub async fn start(
         line_addr,
         pickle_addr,
         aggregator: aggregator_handle,
+        input: input_stats,
         outputs,
         shutdown: tx,
         listeners,
