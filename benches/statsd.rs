@@ -9,7 +9,9 @@
 //! drops; the last clean rate is reported. The sender shares the two cores with the server.
 //!
 //! Run: `cargo bench --bench statsd` (needs `scripts/install-test-deps.sh`).
-//! Knobs: BENCH_SECONDS (3), BENCH_RECEIVERS (carbide's UDP threads, 2).
+//! Knobs: BENCH_SECONDS (3), BENCH_RECEIVERS (carbide's UDP threads, 2), BENCH_CARBIDE (another
+//! `carbide` binary to run instead of this build's, e.g. a copy of the previous version, so two
+//! versions can be compared on the same loaded machine minutes apart).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
 
@@ -25,6 +27,13 @@ fn knob(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The `carbide` to benchmark: BENCH_CARBIDE, or the one built with this bench.
+fn carbide_bin() -> PathBuf {
+    std::env::var_os("BENCH_CARBIDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_carbide")))
 }
 
 struct Kill(Child);
@@ -243,7 +252,7 @@ fn main() {
             "carbideReceivers": knob("BENCH_RECEIVERS", 2),
         });
         std::fs::write(&conf, cfg.to_string()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carbide"));
+        let mut cmd = Command::new(carbide_bin());
         cmd.args(["statsd", "--config"]).arg(&conf);
         run("carbide", cmd, port, gl, 200_000.0)
     };

@@ -15,6 +15,7 @@
 //! - [`admin`]: the management console on 8126 (`stats`, `counters`, `delcounters`, …).
 //! - [`inspect`]: node's `util.inspect` for the console's `counters`/`gauges`/`timers` replies.
 //! - [`proxy`]: `carbide statsd --proxy`: StatsRelay's consistent hashing to backend statsds.
+//! - `recv`: batched UDP receive (`recvmmsg` on Linux) into buffers allocated once.
 //! - [`error`]: typed errors.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod inspect;
 pub mod options;
 pub mod proxy;
+mod recv;
 pub mod server;
 pub mod sink;
 

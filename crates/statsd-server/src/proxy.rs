@@ -10,7 +10,8 @@ use std::thread::JoinHandle;
 use carbide_statsd::Relay;
 
 use crate::error::ServerError;
-use crate::server::{bind_udp_group, receive_batches, spawn};
+use crate::recv::receive_batches;
+use crate::server::{bind_udp_group, spawn};
 
 /// What the proxy needs.
 #[derive(Debug, Clone)]

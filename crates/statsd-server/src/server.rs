@@ -1,8 +1,8 @@
 //! [`StatsdServer`]: the receivers and the flush timer around one engine.
 //!
-//! Threads, not async: each UDP receiver blocks in `recv` on its own `SO_REUSEPORT` socket (the
-//! kernel spreads datagrams across them), drains whatever else is queued without blocking, and
-//! applies the batch under one lock. TCP connections and console sessions get a thread each.
+//! Threads, not async: each UDP receiver blocks on its own `SO_REUSEPORT` socket (the kernel
+//! spreads datagrams across them), takes whatever else is queued in the same call (`recvmmsg` on
+//! Linux, see `crate::recv`), and applies the batch under one lock. TCP connections and console sessions get a thread each.
 //! The flush thread sleeps until statsd's aligned flush time, flushes under the lock, then
 //! delivers outside it.
 
@@ -20,12 +20,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::ServerError;
 use crate::options::ServerOptions;
+use crate::recv::receive_batches;
 use crate::sink::{FlushSink, GraphiteTcp};
 
-/// Datagrams drained per lock (each up to 64 KiB, so a receiver holds at most 4 MiB).
-const BATCH: usize = 64;
-/// The largest UDP payload.
-const MAX_DATAGRAM: usize = 65_536;
 /// A TCP connection whose unterminated line grows past this is closed: statsd would buffer it
 /// without bound.
 pub const MAX_TCP_PENDING: usize = 1 << 20;
@@ -142,51 +139,6 @@ pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Joi
         .name(name.to_string())
         .spawn(f)
         .map_err(ServerError::Thread)
-}
-
-/// Receives datagrams until stopped: one blocking `recv`, then up to a batch more without
-/// blocking, then `handle` on the whole batch.
-pub(crate) fn receive_batches(sock: &UdpSocket, stop: &AtomicBool, mut handle: impl FnMut(&[&[u8]])) {
-    let mut arena = vec![0u8; BATCH * MAX_DATAGRAM];
-    let mut lens = [0usize; BATCH];
-    while !stop.load(Ordering::Relaxed) {
-        let mut n = 0;
-        for chunk in arena.chunks_exact_mut(MAX_DATAGRAM) {
-            let got = if n == 0 {
-                sock.recv(chunk)
-            } else {
-                rustix::net::recv(sock, &mut *chunk, rustix::net::RecvFlags::DONTWAIT)
-                    .map(|(len, _)| len)
-                    .map_err(std::io::Error::from)
-            };
-            match got {
-                Ok(len) => {
-                    lens[n] = len;
-                    n += 1;
-                }
-                Err(e) => {
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) {
-                        tracing::warn!(error = %e, "statsd: UDP receive failed");
-                        std::thread::sleep(POLL);
-                    }
-                    break;
-                }
-            }
-        }
-        if n > 0 {
-            let packets: Vec<&[u8]> = arena
-                .chunks_exact(MAX_DATAGRAM)
-                .zip(&lens[..n])
-                .map(|(c, len)| &c[..*len])
-                .collect();
-            handle(&packets);
-        }
-    }
 }
 
 fn udp_receiver(sock: UdpSocket, shared: Arc<Shared>) {
