@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use carbide_cache::Cache;
+use carbide_cache::{Cache, Tally};
 use carbide_config::RegexList;
 use parking_lot::{Mutex, RwLock};
 
@@ -71,42 +71,23 @@ impl Ingest {
         *self.lists.write() = Arc::new(lists);
     }
 
-    /// Blacklist, then whitelist, counting refusals. The read guard is held only for the match, with
-    /// no Arc clone: this runs once per received point.
-    fn passes_lists(&self, name: &str) -> bool {
-        let lists = self.lists.read();
-        if lists.blacklist.as_ref().is_some_and(|bl| bl.contains(name)) {
-            self.stats.blacklist_matches.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        if lists.whitelist.as_ref().is_some_and(|wl| !wl.contains(name)) {
-            self.stats.whitelist_rejects.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-
     /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
     pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
-        if !self.passes_lists(name) {
-            return false;
-        }
-        let name = if name.contains(';') || name.contains('{') {
-            carbide_protocol::tags::normalize(name)
-        } else {
-            std::borrow::Cow::Borrowed(name)
-        };
-        // int() truncates toward zero, as whisper does with the float carbon keeps.
-        let ts = timestamp as i64;
-        match self.cache.insert(&name, ts, value) {
-            Ok(()) => true,
-            Err(_) => {
-                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        self.batch().point(name, value, timestamp)
     }
 
+    /// A batch of points from one receive buffer: the filters are looked up once and the shared
+    /// counters are published once, when the batch is dropped.
+    pub fn batch(&self) -> IngestBatch<'_> {
+        IngestBatch {
+            ingest: self,
+            lists: self.lists.read().clone(),
+            tally: Tally::default(),
+            blacklisted: 0,
+            rejected: 0,
+            overflow: 0,
+        }
+    }
     /// Counts a bad line and logs it (truncated to carbon's 400 characters), at most once a second;
     /// the number of lines not logged is reported with the next one.
     pub fn bad_line(&self, peer: &str, line: &[u8], why: &dyn std::fmt::Display) {
@@ -121,6 +102,72 @@ impl Ingest {
         let shown = String::from_utf8_lossy(&line[..line.len().min(400)]).into_owned();
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::warn!(peer, line = %shown, error = %why, suppressed, "invalid line received");
+    }
+}
+
+/// Points being taken from one receive buffer; see [`Ingest::batch`].
+pub struct IngestBatch<'a> {
+    ingest: &'a Ingest,
+    lists: Arc<Lists>,
+    tally: Tally,
+    blacklisted: u64,
+    rejected: u64,
+    overflow: u64,
+}
+
+impl IngestBatch<'_> {
+    /// Blacklist, then whitelist.
+    fn passes_lists(&mut self, name: &str) -> bool {
+        if self.lists.blacklist.as_ref().is_some_and(|bl| bl.contains(name)) {
+            self.blacklisted += 1;
+            return false;
+        }
+        if self.lists.whitelist.as_ref().is_some_and(|wl| !wl.contains(name)) {
+            self.rejected += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
+    pub fn point(&mut self, name: &str, value: f64, timestamp: f64) -> bool {
+        if !self.passes_lists(name) {
+            return false;
+        }
+        let name = if name.bytes().any(|b| b == b';' || b == b'{') {
+            carbide_protocol::tags::normalize(name)
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
+        // int() truncates toward zero, as whisper does with the float carbon keeps.
+        let ts = timestamp as i64;
+        match self
+            .ingest
+            .cache
+            .insert_tallied(&name, ts, value, &mut self.tally)
+        {
+            Ok(()) => true,
+            Err(_) => {
+                self.overflow += 1;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for IngestBatch<'_> {
+    fn drop(&mut self) {
+        self.ingest.cache.settle(std::mem::take(&mut self.tally));
+        let stats = &self.ingest.stats;
+        for (counter, n) in [
+            (&stats.blacklist_matches, self.blacklisted),
+            (&stats.whitelist_rejects, self.rejected),
+            (&stats.overflow, self.overflow),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 }
 
