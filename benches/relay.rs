@@ -264,6 +264,7 @@ CARBON_METRIC_INTERVAL = 0
             .arg(dir.join("carbon.conf"))
             .arg("--spool-dir")
             .arg(dir.join("spool"))
+            .arg("--no-admin")
             .env("CARBIDE_LOG", "warn")
             .env("TOKIO_WORKER_THREADS", WORKERS.to_string())
             .stdin(Stdio::null())

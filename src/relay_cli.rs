@@ -1,19 +1,21 @@
 //! `carbide relay` (carbon-relay.py) and `carbide aggregator` (carbon-aggregator.py), each from an
 //! existing carbon.conf and the rule files beside it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use carbide_config::carbon_conf::RelayMethod;
 use carbide_config::{
-    CarbonSettings, ConfigEnv, RewriteRules, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules,
-    parse_rewrite_rules,
+    CarbonSettings, ConfigEnv, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules,
 };
-use carbide_relay::aggregate::Buffers;
+use carbide_relay::pipeline::{Pipeline, RulePaths};
 use carbide_relay::router::Router;
-use carbide_relay::service::{Options, Role, Running, start};
+use carbide_relay::service::{Figures, Options, Role, Running, start};
+use carbide_server::prometheus::{Exposition, Kind};
 
 /// Arguments shared by `carbide relay` and `carbide aggregator`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +43,14 @@ pub struct RelayArgs {
     /// Seconds shutdown may spend emptying memory queues (spilled points stay for the next start).
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Admin HTTP address serving Prometheus `/metrics` (per-destination sent, queued, spilled,
+    /// dropped, connection state); default 127.0.0.1:7081 for the relay, 127.0.0.1:7082 for the
+    /// aggregator. Loopback unless you say otherwise.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// No admin HTTP endpoint.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
     /// carbon's `start` action, accepted so init scripts keep working.
     #[arg(hide = true)]
     action: Option<String>,
@@ -56,14 +66,6 @@ fn env() -> ConfigEnv {
 
 fn read(path: &str) -> Result<String> {
     Ok(carbide_config::load(std::path::Path::new(path))?)
-}
-
-fn read_optional(path: &str) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{path}: cannot read")),
-    }
 }
 
 fn host_name(instance: Option<&str>) -> String {
@@ -96,8 +98,6 @@ fn options(args: &RelayArgs, settings: &CarbonSettings, group: &'static str) -> 
         stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
         metric_group: group,
         metric_host: host_name(args.instance.as_deref()),
-        aggregation_rules_path: None,
-        rewrite_rules_path: None,
     }
 }
 
@@ -107,18 +107,6 @@ fn load(args: &RelayArgs, program: &str) -> Result<CarbonSettings> {
     let (settings, warnings) = parse_carbon_conf(&path, &text, program, args.instance.as_deref(), &env())?;
     warnings.iter().for_each(|w| tracing::warn!("{w}"));
     Ok(settings)
-}
-
-fn rewrite_rules(settings: &CarbonSettings) -> Result<RewriteRules> {
-    let p = settings.rewrite_rules_path();
-    Ok(match read_optional(&p)? {
-        Some(t) => {
-            let (r, w) = parse_rewrite_rules(&p, &t)?;
-            w.iter().for_each(|w| tracing::warn!("{w}"));
-            r
-        }
-        None => RewriteRules::default(),
-    })
 }
 
 fn relay_router(settings: &CarbonSettings) -> Result<Router> {
@@ -163,12 +151,160 @@ fn reload(what: &Reload, settings: &CarbonSettings, running: &Running) -> Result
     Ok(())
 }
 
+/// The `/metrics` page: the role's [`Figures`] (totals since start) and the process's CPU and memory.
+fn metrics_page(f: &Figures) -> String {
+    type Get = fn(&carbide_relay::service::DestFigures) -> f64;
+    let mut e = Exposition::new();
+    e.counter(
+        "carbide_relay_points_received_total",
+        "Points received (metricsReceived).",
+        f.received as f64,
+    );
+    e.counter(
+        "carbide_relay_bad_input_total",
+        "Lines or pickle entries that did not decode.",
+        f.bad_input as f64,
+    );
+    e.counter(
+        "carbide_relay_unrouted_total",
+        "Points no destination took (no rule matched).",
+        f.unrouted as f64,
+    );
+    let labels: Vec<[(&str, &str); 1]> = f
+        .destinations
+        .iter()
+        .map(|d| [("destination", d.name.as_str())])
+        .collect();
+    let families: [(&str, &str, Kind, Get); 11] = [
+        (
+            "carbide_relay_destination_attempted_total",
+            "Points routed to the destination (attemptedRelays).",
+            Kind::Counter,
+            |d| d.attempted as f64,
+        ),
+        (
+            "carbide_relay_destination_sent_total",
+            "Points written to the destination.",
+            Kind::Counter,
+            |d| d.sent as f64,
+        ),
+        (
+            "carbide_relay_destination_batches_total",
+            "Batches written to the destination (batchesSent).",
+            Kind::Counter,
+            |d| d.batches as f64,
+        ),
+        (
+            "carbide_relay_destination_dropped_total",
+            "Points dropped on a full queue (fullQueueDrops).",
+            Kind::Counter,
+            |d| d.dropped as f64,
+        ),
+        (
+            "carbide_relay_destination_spilled_total",
+            "Points written to the spill file.",
+            Kind::Counter,
+            |d| d.spilled as f64,
+        ),
+        (
+            "carbide_relay_destination_send_failures_total",
+            "Writes to the destination that failed.",
+            Kind::Counter,
+            |d| d.send_failures as f64,
+        ),
+        (
+            "carbide_relay_destination_connect_failures_total",
+            "Connection attempts that failed.",
+            Kind::Counter,
+            |d| d.connect_failures as f64,
+        ),
+        (
+            "carbide_relay_destination_queued_until_connected_total",
+            "Points queued while the destination was not connected.",
+            Kind::Counter,
+            |d| d.queued_until_connected as f64,
+        ),
+        (
+            "carbide_relay_destination_queued",
+            "Points waiting in memory.",
+            Kind::Gauge,
+            |d| d.queued as f64,
+        ),
+        (
+            "carbide_relay_destination_spill_queued",
+            "Points waiting in the spill file.",
+            Kind::Gauge,
+            |d| d.spill_queued as f64,
+        ),
+        (
+            "carbide_relay_destination_connected",
+            "1 while connected, else 0.",
+            Kind::Gauge,
+            |d| if d.connected { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (name, help, kind, get) in families {
+        e.labelled(
+            name,
+            help,
+            kind,
+            labels.iter().zip(&f.destinations).map(|(l, d)| (&l[..], get(d))),
+        );
+    }
+    if let Some((emitted, buffers)) = f.aggregator {
+        e.counter(
+            "carbide_aggregator_points_emitted_total",
+            "Aggregates computed (aggregateDatapointsSent).",
+            emitted as f64,
+        );
+        e.gauge(
+            "carbide_aggregator_buffers",
+            "Live aggregation buffers (allocatedBuffers).",
+            buffers as f64,
+        );
+    }
+    e.gauge(
+        "carbide_resident_memory_bytes",
+        "Resident memory.",
+        carbide_server::selfmetrics::rss_bytes() as f64,
+    );
+    e.counter(
+        "carbide_cpu_seconds_total",
+        "CPU seconds used.",
+        carbide_server::selfmetrics::cpu_seconds(),
+    );
+    e.finish()
+}
+
+/// Binds the admin address and serves `/metrics` until `stop` fires.
+async fn start_admin(
+    addr: SocketAddr,
+    running: &Running,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for admin HTTP on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "admin HTTP (/metrics) listening");
+    let source = running.figures();
+    let page: carbide_server::admin::MetricsPage = Arc::new(move || metrics_page(&source.figures()));
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.await;
+        };
+        if let Err(e) = carbide_server::admin::serve_metrics(listener, page, stopped).await {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    }))
+}
+
 async fn run_until_signalled(
     settings: CarbonSettings,
     router: Router,
     role: Role,
     opts: Options,
     grace: Duration,
+    admin: Option<SocketAddr>,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let what = match role {
@@ -176,6 +312,17 @@ async fn run_until_signalled(
         Role::Aggregator(_) => Reload::Aggregator,
     };
     let running = start(&settings, router, role, opts).await?;
+    let (stop_admin, stopped) = tokio::sync::oneshot::channel();
+    let admin_task = match admin {
+        Some(a) => match start_admin(a, &running, stopped).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                running.shutdown(grace).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -191,7 +338,24 @@ async fn run_until_signalled(
     }
     tracing::info!("shutting down: receivers closed, emptying queues");
     running.shutdown(grace).await;
+    let _ = stop_admin.send(());
+    if let Some(t) = admin_task
+        && tokio::time::timeout(Duration::from_secs(5), t).await.is_err()
+    {
+        tracing::warn!("admin HTTP requests still running at shutdown; abandoned");
+    }
     Ok(())
+}
+
+/// `--admin`, else loopback on the role's default port, unless `--no-admin`.
+fn admin_addr(args: &RelayArgs, default_port: u16) -> Option<SocketAddr> {
+    if args.no_admin {
+        return None;
+    }
+    Some(
+        args.admin
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port))),
+    )
 }
 
 fn finish(r: Result<()>) -> ExitCode {
@@ -215,7 +379,15 @@ pub fn relay(args: RelayArgs) -> ExitCode {
         let router = relay_router(&settings)?;
         let opts = options(&args, &settings, "relays");
         let grace = Duration::from_secs(args.shutdown_timeout);
-        runtime()?.block_on(run_until_signalled(settings, router, Role::Relay, opts, grace))
+        let admin = admin_addr(&args, 7081);
+        runtime()?.block_on(run_until_signalled(
+            settings,
+            router,
+            Role::Relay,
+            opts,
+            grace,
+            admin,
+        ))
     })())
 }
 
@@ -225,29 +397,25 @@ pub fn aggregator(args: RelayArgs) -> ExitCode {
         let mut settings = load(&args, "aggregator")?;
         // carbon-aggregator always routes its output by consistent hashing.
         settings.relay_method = RelayMethod::ConsistentHashing;
-        let p = settings.aggregation_rules_path();
-        let (rules, warnings) = match read_optional(&p)? {
-            Some(t) => parse_aggregation_rules(&p, &t)?,
-            None => (vec![], vec![]),
-        };
-        warnings.iter().for_each(|w| tracing::warn!("{w}"));
-        let buffers = Buffers::new(
-            rules,
-            rewrite_rules(&settings)?,
+        let pipeline = Pipeline::open(
+            RulePaths {
+                aggregation: Some(PathBuf::from(settings.aggregation_rules_path())),
+                rewrite: Some(PathBuf::from(settings.rewrite_rules_path())),
+            },
             settings.forward_all,
             settings.max_aggregation_intervals,
-        );
+        )?;
         let router = Router::from_settings(&settings, None, vec![])?;
-        let mut opts = options(&args, &settings, "aggregator");
-        opts.aggregation_rules_path = Some(PathBuf::from(&p));
-        opts.rewrite_rules_path = Some(PathBuf::from(settings.rewrite_rules_path()));
+        let opts = options(&args, &settings, "aggregator");
         let grace = Duration::from_secs(args.shutdown_timeout);
+        let admin = admin_addr(&args, 7082);
         runtime()?.block_on(run_until_signalled(
             settings,
             router,
-            Role::Aggregator(buffers),
+            Role::Aggregator(Arc::new(pipeline)),
             opts,
             grace,
+            admin,
         ))
     })())
 }

@@ -169,6 +169,7 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
             args.instance.as_deref().unwrap_or("default")
         )),
         on_create: None,
+        stage: None,
         limits: ReceiverLimits {
             max_connections: inf_to_none(settings.max_receiver_connections).map_or(100_000, |m| m as usize),
             max_frame: settings.pickle_receiver_max_length as usize,

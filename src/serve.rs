@@ -14,6 +14,11 @@
 //!   so the file follows the first point within milliseconds.
 //! - StatsD flushes go through the cache's ingest path (lists, tags, cache) as points, with no TCP
 //!   loopback.
+//! - With `--aggregation-rules` (and/or `--rewrite-rules`) the process is carbon-aggregator-cache:
+//!   every received point — line, pickle, UDP and StatsD's flushes alike, since carbon would have
+//!   received those over TCP — runs rewrite `[pre]`, the aggregator and rewrite `[post]` before
+//!   the cache ([`AggregateStage`]); aggregates and self-metrics are stored directly. FORWARD_ALL
+//!   (`--forward-all`, default true as carbon's) decides whether raw points are stored too.
 //!
 //! Heavy queries must not starve ingestion: the web API runs on its own tokio runtime whose
 //! threads run at a lower CPU priority (nice +10), renders run on at most `--web-threads` threads
@@ -34,8 +39,9 @@ use anyhow::{Context, Result};
 use carbide_cache::persist::WhisperSettings;
 use carbide_cache::{Cache, CacheConfig};
 use carbide_config::{AggregationSchemas, parse_storage_schemas};
+use carbide_relay::pipeline::{Pipeline, RulePaths};
 use carbide_server::cache_role::{ConfigPolicy, RoleOptions};
-use carbide_server::ingest::{Ingest, Lists};
+use carbide_server::ingest::{Ingest, Lists, Stage};
 use carbide_server::listeners::ReceiverLimits;
 use carbide_server::{CacheRole, selfmetrics};
 use carbide_statsd_server::carbide_statsd::{Flush, FlushTimings};
@@ -108,6 +114,22 @@ pub struct ServeArgs {
     /// Milliseconds between StatsD flushes into the cache (etsy's flushInterval).
     #[arg(long, default_value_t = 10_000)]
     statsd_flush_interval: u64,
+    /// carbon's aggregation-rules.conf: received points (line, pickle, UDP, and StatsD's flushes,
+    /// which carbon would receive over TCP) are aggregated before the cache, as
+    /// carbon-aggregator-cache does. Re-read when it changes and on SIGHUP.
+    #[arg(long)]
+    aggregation_rules: Option<PathBuf>,
+    /// carbon's rewrite-rules.conf: `[pre]` renames received points before aggregation, `[post]`
+    /// the ones passed on to the cache (aggregates are not rewritten). Re-read like the rules.
+    #[arg(long)]
+    rewrite_rules: Option<PathBuf>,
+    /// FORWARD_ALL, as carbon (default true): received points are stored too, under their
+    /// rewritten names; `--forward-all false` stores only the aggregates.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    forward_all: bool,
+    /// MAX_AGGREGATION_INTERVALS: how many past intervals a late point can still update.
+    #[arg(long, default_value_t = 5)]
+    max_aggregation_intervals: u64,
 }
 
 /// The schemas `carbide serve` uses: its own metrics at a minute for 90 days, everything else at
@@ -161,6 +183,7 @@ fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
         dump_path: args.data_dir.join(".carbide-cache.dump"),
         limits: ReceiverLimits::default(),
         on_create: None,
+        stage: None,
     })
 }
 
@@ -223,6 +246,84 @@ fn prepare_web(args: &ServeArgs, hot: Arc<CacheHot>) -> Result<Option<Web>> {
         listener,
         state,
     }))
+}
+
+/// The aggregator in front of the cache: carbon-aggregator-cache's `rewrite:pre, aggregate,
+/// rewrite:post, write`. Received points go in; what FORWARD_ALL passes on is stored at once,
+/// aggregates by the pipeline's clock (see [`start_aggregator_tasks`]) and, at shutdown, by
+/// [`Stage::finish`].
+struct AggregateStage(Arc<Pipeline>);
+
+impl Stage for AggregateStage {
+    fn point(&self, ingest: &Ingest, name: &str, value: f64, timestamp: f64) -> bool {
+        match self.0.input(name, value, timestamp) {
+            Some(n) => ingest.store(&n, value, timestamp),
+            None => true,
+        }
+    }
+
+    fn finish(&self, ingest: &Ingest) {
+        let mut stored = 0usize;
+        self.0.flush(&mut |name, value, ts| {
+            stored += usize::from(ingest.store(name, value, ts));
+        });
+        if stored > 0 {
+            tracing::info!(
+                points = stored,
+                "aggregator: pending intervals computed into the cache at shutdown"
+            );
+        }
+    }
+}
+
+/// Reads `--aggregation-rules` and `--rewrite-rules`; `None` when neither is given. A named file
+/// must exist (carbon's aggregator refuses to start without its rules file).
+fn open_pipeline(args: &ServeArgs) -> Result<Option<Arc<Pipeline>>> {
+    if args.aggregation_rules.is_none() && args.rewrite_rules.is_none() {
+        return Ok(None);
+    }
+    for p in [&args.aggregation_rules, &args.rewrite_rules]
+        .into_iter()
+        .flatten()
+    {
+        anyhow::ensure!(p.exists(), "{}: does not exist", p.display());
+    }
+    let paths = RulePaths {
+        aggregation: args.aggregation_rules.clone(),
+        rewrite: args.rewrite_rules.clone(),
+    };
+    let pipeline = Pipeline::open(paths, args.forward_all, args.max_aggregation_intervals)?;
+    if !args.forward_all {
+        tracing::info!("--forward-all false: only aggregates are stored");
+    }
+    Ok(Some(Arc::new(pipeline)))
+}
+
+/// Starts the aggregator's clock (aggregates into the cache, rule files re-read on change) and
+/// its SIGHUP handler (rule files re-read now); abort the tasks to stop them.
+fn start_aggregator_tasks(
+    pipeline: &Arc<Pipeline>,
+    ingest: &Arc<Ingest>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (p, i) = (pipeline.clone(), ingest.clone());
+    let clock = tokio::spawn(async move {
+        p.run_clock(move |name, value, ts| {
+            i.store(name, value, ts);
+        })
+        .await;
+    });
+    let mut hup = signal(SignalKind::hangup())?;
+    let p = pipeline.clone();
+    let reload = tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match p.reload(true) {
+                Ok(_) => tracing::info!("SIGHUP: aggregation and rewrite rules re-read"),
+                Err(e) => tracing::error!("SIGHUP: {e}; keeping the previous rules"),
+            }
+        }
+    });
+    Ok(vec![clock, reload])
 }
 
 /// What the periodic StatsD flushes did, for the final flush's timing.
@@ -348,8 +449,24 @@ fn stop_statsd(server: StatsdServer, track: &FlushTrack, ingest: Arc<Ingest>, in
     server.shutdown();
 }
 
-async fn run_started(args: &ServeArgs, role: CacheRole, web: Option<WebTask>) -> Result<()> {
-    let statsd = match start_statsd(args, &role.ingest) {
+async fn run_started(
+    args: &ServeArgs,
+    role: CacheRole,
+    web: Option<WebTask>,
+    pipeline: Option<Arc<Pipeline>>,
+) -> Result<()> {
+    let started = match &pipeline {
+        Some(p) => start_aggregator_tasks(p, &role.ingest),
+        None => Ok(Vec::new()),
+    }
+    .and_then(|tasks| match start_statsd(args, &role.ingest) {
+        Ok(s) => Ok((s, tasks)),
+        Err(e) => {
+            tasks.iter().for_each(|t| t.abort());
+            Err(e)
+        }
+    });
+    let (statsd, aggregator_tasks) = match started {
         Ok(s) => s,
         Err(e) => {
             if let Some(task) = web {
@@ -372,6 +489,11 @@ async fn run_started(args: &ServeArgs, role: CacheRole, web: Option<WebTask>) ->
     }
     if let Some(task) = web {
         task.stop().await;
+    }
+    // The cache's stop computes what the aggregator still holds (Stage::finish) once the
+    // receivers are closed; the clock is not needed for that.
+    for t in aggregator_tasks {
+        t.abort();
     }
     let report = role.stop().await?;
     tracing::info!(drained = report.drained, dumped = report.dumped, "stopped");
@@ -401,6 +523,10 @@ fn run_inner(args: ServeArgs) -> Result<()> {
     let hot = Arc::new(CacheHot::default());
     let web = prepare_web(&args, hot.clone())?;
     let mut opts = serve_options(&args)?;
+    let pipeline = open_pipeline(&args)?;
+    opts.stage = pipeline
+        .clone()
+        .map(|p| Arc::new(AggregateStage(p)) as Arc<dyn Stage>);
     if let Some(w) = &web {
         let storage = w.state.storage.clone();
         // Plain names join the metric index, tagged ones the tag index (seriesByTag).
@@ -431,7 +557,7 @@ fn run_inner(args: ServeArgs) -> Result<()> {
             }
             _ => None,
         };
-        run_started(&args, role, web).await
+        run_started(&args, role, web, pipeline).await
     });
     if let Some(r) = web_rt {
         r.shutdown_timeout(Duration::from_secs(1));

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use carbide_statsd_server::{ProxyOptions, ServerOptions, StatsdProxy, StatsdServer};
+use carbide_statsd_server::{GraphiteProtocol, ProxyOptions, ServerOptions, StatsdProxy, StatsdServer};
 
 /// `carbide statsd`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +32,10 @@ pub struct StatsdArgs {
     /// Graphite destinations, `host:port[,host:port…]`; every flush goes to each.
     #[arg(long, value_delimiter = ',')]
     graphite: Vec<String>,
+    /// Wire format to the graphite destinations: text (port 2003) or pickle (port 2004), etsy's
+    /// `graphiteProtocol`.
+    #[arg(long, value_parser = parse_protocol)]
+    graphite_protocol: Option<GraphiteProtocol>,
     /// Milliseconds between flushes (etsy's `flushInterval`).
     #[arg(long)]
     flush_interval: Option<u64>,
@@ -53,6 +57,10 @@ pub struct StatsdArgs {
     /// Proxy mode: prefix added to every key (StatsRelay's -metrics-prefix).
     #[arg(long)]
     metrics_prefix: Option<String>,
+}
+
+fn parse_protocol(s: &str) -> Result<GraphiteProtocol, String> {
+    s.parse()
 }
 
 fn with_ip(addr: Option<SocketAddr>, ip: Option<IpAddr>, port: Option<u16>) -> Option<SocketAddr> {
@@ -85,6 +93,9 @@ fn options(args: &StatsdArgs) -> Result<ServerOptions> {
     o.mgmt = with_ip(o.mgmt, args.mgmt_address, args.mgmt_port);
     if !args.graphite.is_empty() {
         o.graphite = args.graphite.clone();
+    }
+    if let Some(p) = args.graphite_protocol {
+        o.graphite_protocol = p;
     }
     if let Some(ms) = args.flush_interval {
         o.config.flush_interval = ms;

@@ -135,6 +135,20 @@ fn sighup_reloads_aggregation_and_rewrite_rules() {
         !dest.named("agg.a.first ").is_empty()
     });
     assert_eq!(dest.named("agg.a.first ")[0], format!("agg.a.first 3 {t}"));
+    // The aggregator's admin /metrics counts what it received and computed.
+    let (_, page) = agg.admin_get("/metrics");
+    assert!(
+        page.contains("\ncarbide_relay_points_received_total 3\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\ncarbide_aggregator_points_emitted_total "),
+        "{page}"
+    );
+    assert!(
+        !page.contains("\ncarbide_aggregator_points_emitted_total 0\n"),
+        "{page}"
+    );
 
     // New output name and method, and a [pre] rewrite that turns raw.* into in.*.
     rewrite_keeping_mtime(

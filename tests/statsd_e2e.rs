@@ -52,15 +52,15 @@ fn free_port() -> u16 {
 }
 
 /// A graphite listener: each connection's payload on the channel.
-fn capture() -> (u16, mpsc::Receiver<String>) {
+fn capture() -> (u16, mpsc::Receiver<Vec<u8>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for c in l.incoming() {
             let Ok(mut c) = c else { return };
-            let mut s = String::new();
-            let _ = c.read_to_string(&mut s);
+            let mut s = Vec::new();
+            let _ = c.read_to_end(&mut s);
             if tx.send(s).is_err() {
                 return;
             }
@@ -73,13 +73,16 @@ struct Peer {
     _proc: Kill,
     udp: SocketAddr,
     tcp: SocketAddr,
-    flushes: mpsc::Receiver<String>,
+    flushes: mpsc::Receiver<Vec<u8>>,
+    pickle: bool,
 }
 
-fn config(graphite: u16, port: u16, mgmt: u16) -> serde_json::Value {
+fn config(graphite: u16, port: u16, mgmt: u16, pickle: bool) -> serde_json::Value {
     serde_json::json!({
         "graphiteHost": "127.0.0.1",
-        "graphitePort": graphite,
+        "graphitePort": if pickle { 9 } else { graphite },
+        "graphitePicklePort": if pickle { graphite } else { 9 },
+        "graphiteProtocol": if pickle { "pickle" } else { "text" },
         "servers": [
             {"server": "./servers/udp", "address": "127.0.0.1", "port": port},
             {"server": "./servers/tcp", "address": "127.0.0.1", "port": port},
@@ -93,11 +96,16 @@ fn config(graphite: u16, port: u16, mgmt: u16) -> serde_json::Value {
     })
 }
 
-fn start(etsy: bool, dir: &Path) -> Peer {
+fn start(etsy: bool, dir: &Path, pickle: bool) -> Peer {
     let (gport, flushes) = capture();
     let port = free_port();
-    let conf = config(gport, port, free_port());
-    let name = if etsy { "etsy.js" } else { "carbide.json" };
+    let conf = config(gport, port, free_port(), pickle);
+    let name = match (etsy, pickle) {
+        (true, false) => "etsy.js",
+        (true, true) => "etsy-pickle.js",
+        (false, false) => "carbide.json",
+        (false, true) => "carbide-pickle.json",
+    };
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(&conf).unwrap()).unwrap();
     let child = if etsy {
@@ -125,39 +133,87 @@ fn start(etsy: bool, dir: &Path) -> Peer {
         udp: addr,
         tcp: addr,
         flushes,
+        pickle,
     }
 }
 
-fn parse(payload: &str) -> BTreeMap<String, String> {
-    payload
+/// One flush: its timestamp and each name's value.
+struct Flushed {
+    ts: Option<i64>,
+    values: BTreeMap<String, String>,
+}
+
+fn parse_text(payload: &[u8]) -> Flushed {
+    let payload = String::from_utf8_lossy(payload);
+    let mut ts = None;
+    let values = payload
         .lines()
         .filter_map(|l| {
             let mut p = l.rsplitn(3, ' ');
-            let _ts = p.next()?;
+            let t = p.next()?;
+            ts = ts.or_else(|| t.parse().ok());
             let v = p.next()?;
             Some((p.next()?.to_string(), v.to_string()))
         })
-        .collect()
+        .collect();
+    Flushed { ts, values }
+}
+
+/// Pickle frames as carbon's pickle receiver reads them: each `(name, (ts, value))` through
+/// `float()`; values are compared as the floats carbon would store (`{:?}` of the f64).
+fn parse_pickle(payload: &[u8]) -> Flushed {
+    use carbide_protocol::framing::{PICKLE_MAX_FRAME, frames};
+    use carbide_protocol::pickle::{LegacyStrings, Limits, Value, loads_with};
+    let mut ts = None;
+    let mut values = BTreeMap::new();
+    let mut it = frames(payload, usize::MAX);
+    for frame in it.by_ref() {
+        let frame = frame.unwrap();
+        assert!(
+            frame.len() <= PICKLE_MAX_FRAME,
+            "a frame carbon refuses: {} bytes",
+            frame.len()
+        );
+        let v = loads_with(frame, &Limits::default(), LegacyStrings::Utf8).unwrap();
+        let Value::List(items) = v else {
+            panic!("pickle payload is not a list: {v:?}")
+        };
+        for item in items {
+            let Value::Tuple(t) = item else { panic!("{item:?}") };
+            let [Value::Str(name), Value::Tuple(p)] = t.as_slice() else {
+                panic!("{t:?}")
+            };
+            let [t, v] = p.as_slice() else { panic!("{p:?}") };
+            let t = t.to_py_float().unwrap();
+            assert_eq!(t.fract(), 0.0, "{name}: timestamp {t}");
+            ts = ts.or(Some(t as i64));
+            let v = v.to_py_float().unwrap();
+            values.insert(name.clone(), format!("{v:?}"));
+        }
+    }
+    assert_eq!(it.consumed(), payload.len(), "trailing bytes after the frames");
+    Flushed { ts, values }
 }
 
 fn timing(name: &str) -> bool {
     name.contains(".processing_time") || name.contains(".graphiteStats.")
 }
 
-fn next_flush(p: &Peer, who: &str) -> String {
-    p.flushes
+fn next_flush(p: &Peer, who: &str) -> Flushed {
+    let payload = p
+        .flushes
         .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| panic!("{who} did not flush within 10 s"))
+        .unwrap_or_else(|_| panic!("{who} did not flush within 10 s"));
+    if p.pickle {
+        parse_pickle(&payload)
+    } else {
+        parse_text(&payload)
+    }
 }
 
-/// Waits until both flushed the same timestamp; returns it.
+/// Waits until both flushed the same timestamp.
 fn align(a: &Peer, b: &Peer) {
-    let ts = |s: &str| {
-        s.lines()
-            .next()
-            .and_then(|l| l.rsplit(' ').next())
-            .map(str::to_string)
-    };
+    let ts = |f: &Flushed| f.ts;
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut x, mut y) = (next_flush(a, "etsy statsd"), next_flush(b, "carbide statsd"));
     loop {
@@ -201,9 +257,20 @@ fn send_all(p: &Peer, udp: &UdpSocket) {
 
 #[test]
 fn flushes_match_etsy_statsd() {
+    flushes_match(false);
+}
+
+/// graphiteProtocol "pickle": both pickle to a listener here; decoded as carbon decodes them, the
+/// names, timestamps and values are the same.
+#[test]
+fn pickle_flushes_match_etsy_statsd() {
+    flushes_match(true);
+}
+
+fn flushes_match(pickle: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let etsy = start(true, dir.path());
-    let ours = start(false, dir.path());
+    let etsy = start(true, dir.path(), pickle);
+    let ours = start(false, dir.path(), pickle);
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut last = String::new();
     for attempt in 0..3 {
@@ -212,8 +279,10 @@ fn flushes_match_etsy_statsd() {
         std::thread::sleep(Duration::from_millis(150));
         send_all(&etsy, &udp);
         send_all(&ours, &udp);
-        let a = parse(&next_flush(&etsy, "etsy statsd"));
-        let b = parse(&next_flush(&ours, "carbide statsd"));
+        let a = next_flush(&etsy, "etsy statsd");
+        let b = next_flush(&ours, "carbide statsd");
+        assert_eq!(a.ts, b.ts, "flush timestamps differ");
+        let (a, b) = (a.values, b.values);
         let names = |m: &BTreeMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
         assert_eq!(names(&a), names(&b), "flushed names differ");
         let packets = "stats.statsd.packets_received";

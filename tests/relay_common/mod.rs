@@ -6,6 +6,8 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod aggregator_oracle;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -61,6 +63,8 @@ pub struct Proc {
     child: Child,
     /// Its line receiver.
     pub line: u16,
+    /// Its admin HTTP port (`/metrics`).
+    pub admin: u16,
     log: PathBuf,
 }
 
@@ -80,22 +84,8 @@ impl Proc {
 
     /// [`Proc::start`] with extra command-line arguments.
     pub fn start_with(role: &str, dir: &Path, conf: &str, args: &[&str]) -> Proc {
-        let line = free_port();
-        let text = format!(
-            "[{role}]
-STORAGE_DIR = {d}/
-LOG_DIR = {d}/
-PID_DIR = {d}/
-LINE_RECEIVER_INTERFACE = 127.0.0.1
-LINE_RECEIVER_PORT = {line}
-PICKLE_RECEIVER_INTERFACE = 127.0.0.1
-PICKLE_RECEIVER_PORT = {pickle}
-{conf}
-",
-            d = dir.display(),
-            pickle = free_port(),
-        );
-        std::fs::write(dir.join("carbon.conf"), text).unwrap();
+        let line = write_conf(role, dir, conf);
+        let admin = free_port();
         let log = dir.join(format!("{role}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_carbide"))
@@ -104,6 +94,7 @@ PICKLE_RECEIVER_PORT = {pickle}
             .arg(dir.join("carbon.conf"))
             .arg("--spool-dir")
             .arg(dir.join("spool"))
+            .arg(format!("--admin=127.0.0.1:{admin}"))
             .args(args)
             .env("CARBIDE_LOG", "info")
             .stdin(Stdio::null())
@@ -111,7 +102,12 @@ PICKLE_RECEIVER_PORT = {pickle}
             .stderr(out)
             .spawn()
             .expect("start carbide");
-        let mut p = Proc { child, line, log };
+        let mut p = Proc {
+            child,
+            line,
+            admin,
+            log,
+        };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", line)).is_err() {
             if let Some(st) = p.child.try_wait().unwrap() {
@@ -124,6 +120,17 @@ PICKLE_RECEIVER_PORT = {pickle}
             std::thread::sleep(Duration::from_millis(50));
         }
         p
+    }
+
+    /// `GET path` on the admin port: (status line, body).
+    pub fn admin_get(&self, path: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        (head.lines().next().unwrap_or("").to_string(), body.to_string())
     }
 
     /// Its log so far.
@@ -162,6 +169,28 @@ PICKLE_RECEIVER_PORT = {pickle}
             || self.log().matches(what).count() >= n,
         );
     }
+}
+
+/// Writes `[role]` with the receivers on free ports plus `conf` into dir/carbon.conf; returns the
+/// line receiver's port.
+pub fn write_conf(role: &str, dir: &Path, conf: &str) -> u16 {
+    let line = free_port();
+    let text = format!(
+        "[{role}]
+STORAGE_DIR = {d}/
+LOG_DIR = {d}/
+PID_DIR = {d}/
+LINE_RECEIVER_INTERFACE = 127.0.0.1
+LINE_RECEIVER_PORT = {line}
+PICKLE_RECEIVER_INTERFACE = 127.0.0.1
+PICKLE_RECEIVER_PORT = {pickle}
+{conf}
+",
+        d = dir.display(),
+        pickle = free_port(),
+    );
+    std::fs::write(dir.join("carbon.conf"), text).unwrap();
+    line
 }
 
 /// A free TCP port on loopback.

@@ -179,6 +179,23 @@ impl Buffers {
             !buf.intervals.is_empty()
         });
     }
+
+    /// Emits every interval that received a value since its last computation, due or not, and
+    /// marks it computed: a shutdown's last word, so received values do not die with the buffers.
+    pub fn flush(&mut self, out: &mut Vec<Output>) {
+        for (name, buf) in &mut self.buffers {
+            for i in buf.intervals.iter_mut().filter(|i| i.active) {
+                if let Some(value) = buf.method.apply(&i.values) {
+                    out.push(Output {
+                        name: name.clone(),
+                        timestamp: i.start,
+                        value,
+                    });
+                }
+                i.active = false;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! - [`queue`]: one destination's bounded queue, its spill, and its counters.
 //! - [`sender`]: the task that connects (with backoff), batches, encodes and writes.
 //! - [`aggregate`]: carbon-aggregator's buffers per (output metric, interval), pure.
+//! - [`pipeline`]: rewrite `[pre]`, the buffers, rewrite `[post]` and their rule files, whatever
+//!   the output: the destinations here, or the local cache in `carbide serve`.
 //! - [`listen`]: line and pickle TCP receivers feeding a [`Sink`], with flow control.
 //! - [`service`]: the roles wired together: [`service::Relay`], [`service::Aggregator`], self-metrics.
 //! - [`error`]: the start-up error type, [`RelayError`].
@@ -21,6 +23,7 @@
 pub mod aggregate;
 pub mod error;
 pub mod listen;
+pub mod pipeline;
 pub mod queue;
 pub mod router;
 pub mod sender;

@@ -4,21 +4,20 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use std::time::SystemTime;
 
 use carbide_config::CarbonSettings;
 use carbide_routing::NodeId;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aggregate::{Buffers, Output};
 use crate::listen::{ReceiverLimits, Wire, run_tcp};
+use crate::pipeline::Pipeline;
 use crate::queue::{DestQueue, Point};
 use crate::router::Router;
 use crate::sender::{SenderConfig, WireFormat};
@@ -38,32 +37,6 @@ pub struct Options {
     pub metric_group: &'static str,
     /// The host part of self-metric names (hostname with dots as `_`, `-instance` appended).
     pub metric_host: String,
-    /// aggregation-rules.conf, re-read (as carbon does) when its mtime changes, checked every 10 s,
-    /// and on [`Running::reload_aggregator`] (SIGHUP).
-    pub aggregation_rules_path: Option<PathBuf>,
-    /// rewrite-rules.conf, re-read like aggregation-rules.conf.
-    pub rewrite_rules_path: Option<PathBuf>,
-}
-
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-/// The aggregator's rule files and the modification times they were last read at.
-#[derive(Debug, Default)]
-struct RuleFiles {
-    aggregation: Option<PathBuf>,
-    rewrite: Option<PathBuf>,
-    seen: Mutex<[Option<SystemTime>; 2]>,
-}
-
-/// Reads a rule file, a missing one as empty text (carbon clears the rules then, as at start).
-fn read_rule_file(p: &Path) -> Result<String, carbide_config::ConfigError> {
-    if p.exists() {
-        carbide_config::load(p)
-    } else {
-        Ok(String::new())
-    }
 }
 
 /// Per-destination batches, routes and ring scratch, kept per thread between batches.
@@ -207,24 +180,21 @@ impl Sink for Relay {
     }
 }
 
-/// The aggregator: points go into buffers (and, with FORWARD_ALL, on to the destinations).
+/// The aggregator: points go through the [`Pipeline`]; what it passes on (FORWARD_ALL) and the
+/// aggregates it computes go to the destinations.
 pub struct Aggregator {
     /// Where results go.
     pub outputs: Arc<Outputs>,
-    /// The buffers.
-    pub buffers: Mutex<Buffers>,
+    /// Rewrite, buffers and rule files.
+    pub pipeline: Arc<Pipeline>,
     /// Input counters.
     pub stats: Arc<InputStats>,
-    /// Aggregates emitted (`aggregateDatapointsSent`).
-    pub emitted: AtomicU64,
-    files: RuleFiles,
 }
 
 impl Sink for Aggregator {
     fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let f = self.buffers.lock().input(name, value, timestamp, now_f64());
-        match f.name {
+        match self.pipeline.input(name, value, timestamp) {
             Some(n) => self.outputs.send(&n, value, timestamp),
             None => true,
         }
@@ -238,68 +208,101 @@ impl Sink for Aggregator {
     }
 }
 
-impl Aggregator {
-    /// Re-reads aggregation-rules.conf and rewrite-rules.conf: both when `force` (SIGHUP), else
-    /// only a file whose mtime changed since it was last read (carbon's 10 s poll). Both files
-    /// are parsed before either is applied, so a broken one keeps every previous rule; the error
-    /// names file:line. Returns whether anything was replaced. New aggregation rules clear the
-    /// buffers, as carbon's do.
-    pub fn reload(&self, force: bool) -> Result<bool, RelayError> {
-        let paths = [self.files.aggregation.as_deref(), self.files.rewrite.as_deref()];
-        let now = paths.map(|p| p.and_then(mtime));
-        let changed = {
-            let mut seen = self.files.seen.lock();
-            let changed = [0, 1].map(|i| paths[i].is_some() && (force || seen[i] != now[i]));
-            // Remember the mtime even when the file is broken: the poll logs it once, not every 10 s.
-            *seen = now;
-            changed
-        };
-        let aggregation = match paths[0] {
-            Some(p) if changed[0] => {
-                let (rules, warnings) =
-                    carbide_config::parse_aggregation_rules(&p.display().to_string(), &read_rule_file(p)?)?;
-                warnings.iter().for_each(|w| tracing::warn!("{w}"));
-                Some(rules)
-            }
-            _ => None,
-        };
-        let rewrite = match paths[1] {
-            Some(p) if changed[1] => {
-                let (rules, warnings) =
-                    carbide_config::parse_rewrite_rules(&p.display().to_string(), &read_rule_file(p)?)?;
-                warnings.iter().for_each(|w| tracing::warn!("{w}"));
-                Some(rules)
-            }
-            _ => None,
-        };
-        let replaced = aggregation.is_some() || rewrite.is_some();
-        let mut b = self.buffers.lock();
-        if let Some(r) = rewrite {
-            tracing::info!(pre = r.pre.len(), post = r.post.len(), "rewrite rules re-read");
-            b.set_rewrite(r);
-        }
-        if let Some(rules) = aggregation {
-            tracing::info!(rules = rules.len(), "aggregation rules re-read; buffers cleared");
-            b.set_rules(rules);
-        }
-        Ok(replaced)
-    }
-
-    /// Runs due computations and sends what they emit.
-    pub fn tick(&self) {
-        let mut out: Vec<Output> = Vec::new();
-        self.buffers.lock().tick(now_f64(), &mut out);
-        self.emitted.fetch_add(out.len() as u64, Ordering::Relaxed);
-        for o in out {
-            self.outputs.send(&o.name, o.value, o.timestamp as f64);
-        }
-    }
-}
-
 /// carbon's destination name in metric paths: `host:port:instance` with dots as `_`.
 fn dest_metric_name(d: &carbide_config::Destination) -> String {
     let inst = d.instance.as_deref().unwrap_or("None");
     format!("{}:{}:{}", d.host, d.port, inst).replace('.', "_")
+}
+
+/// One destination's figures since start, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestFigures {
+    /// The DESTINATIONS entry (`host:port[:instance]`).
+    pub name: String,
+    /// Points routed to it (carbon's attemptedRelays).
+    pub attempted: u64,
+    /// Points written to its socket.
+    pub sent: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Points dropped because its queue (and spill) was full (fullQueueDrops).
+    pub dropped: u64,
+    /// Points written to its spill file.
+    pub spilled: u64,
+    /// Writes that failed.
+    pub send_failures: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Points queued while it was not connected (queuedUntilConnected).
+    pub queued_until_connected: u64,
+    /// Points waiting in memory now.
+    pub queued: u64,
+    /// Points waiting in the spill file now.
+    pub spill_queued: u64,
+    /// Whether it is connected now.
+    pub connected: bool,
+}
+
+/// The role's figures since start: what `/metrics` shows (the carbon self-metrics carry the same
+/// counters per interval).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Points received (metricsReceived).
+    pub received: u64,
+    /// Lines or entries that did not decode.
+    pub bad_input: u64,
+    /// Points no destination took.
+    pub unrouted: u64,
+    /// One per DESTINATIONS entry, same order.
+    pub destinations: Vec<DestFigures>,
+    /// The aggregator's aggregates emitted and live buffers; `None` for a relay.
+    pub aggregator: Option<(u64, usize)>,
+}
+
+/// A handle that reads a running role's [`Figures`], for an admin endpoint.
+#[derive(Clone)]
+pub struct FiguresSource {
+    outputs: Arc<Outputs>,
+    input: Arc<InputStats>,
+    aggregator: Option<Arc<Aggregator>>,
+}
+
+impl FiguresSource {
+    /// The figures now.
+    pub fn figures(&self) -> Figures {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Figures {
+            received: load(&self.input.received),
+            bad_input: load(&self.input.bad),
+            unrouted: load(&self.outputs.unrouted),
+            destinations: self
+                .outputs
+                .queues
+                .iter()
+                .map(|q| {
+                    let s = &q.stats;
+                    DestFigures {
+                        name: q.name.clone(),
+                        attempted: load(&s.attempted),
+                        sent: load(&s.sent),
+                        batches: load(&s.batches),
+                        dropped: load(&s.dropped),
+                        spilled: load(&s.spilled),
+                        send_failures: load(&s.send_failures),
+                        connect_failures: load(&s.connect_failures),
+                        queued_until_connected: load(&s.queued_until_connected),
+                        queued: q.len() as u64,
+                        spill_queued: q.spilled_pending(),
+                        connected: s.connected.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
+            aggregator: self
+                .aggregator
+                .as_ref()
+                .map(|a| (load(&a.pipeline.emitted), a.pipeline.buffers())),
+        }
+    }
 }
 
 /// A running role.
@@ -311,6 +314,7 @@ pub struct Running {
     /// The queues, for tests and admin.
     pub outputs: Arc<Outputs>,
     aggregator: Option<Arc<Aggregator>>,
+    input: Arc<InputStats>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     senders: Vec<JoinHandle<()>>,
@@ -318,15 +322,26 @@ pub struct Running {
 }
 
 impl Running {
+    /// A handle on the role's figures, which outlives this borrow (for `/metrics`).
+    pub fn figures(&self) -> FiguresSource {
+        FiguresSource {
+            outputs: self.outputs.clone(),
+            input: self.input.clone(),
+            aggregator: self.aggregator.clone(),
+        }
+    }
+
     /// Routes from now on with `router` (relay-rules.conf re-read on SIGHUP).
     pub fn reload_router(&self, router: Router) {
         self.outputs.set_router(router);
     }
 
-    /// Re-reads the aggregator's rule files now (SIGHUP); see [`Aggregator::reload`]. A relay has
+    /// Re-reads the aggregator's rule files now (SIGHUP); see [`Pipeline::reload`]. A relay has
     /// none: `Ok(false)`.
     pub fn reload_aggregator(&self) -> Result<bool, RelayError> {
-        self.aggregator.as_ref().map_or(Ok(false), |a| a.reload(true))
+        self.aggregator
+            .as_ref()
+            .map_or(Ok(false), |a| a.pipeline.reload(true))
     }
 
     /// Stops the receivers, gives the senders up to `grace` to empty their memory queues, then
@@ -448,8 +463,8 @@ async fn bind(iface: &str, port: u16) -> Result<TcpListener, RelayError> {
 pub enum Role {
     /// carbon-relay.
     Relay,
-    /// carbon-aggregator with its buffers.
-    Aggregator(Buffers),
+    /// carbon-aggregator with its pipeline (rewrite, buffers, rule files).
+    Aggregator(Arc<Pipeline>),
 }
 
 /// Starts a role on the current tokio runtime: receivers on LINE_RECEIVER_* and
@@ -476,36 +491,20 @@ pub async fn start(
             }),
             None,
         ),
-        Role::Aggregator(buffers) => {
-            let files = RuleFiles {
-                seen: Mutex::new(
-                    [&opts.aggregation_rules_path, &opts.rewrite_rules_path]
-                        .map(|p| p.as_deref().and_then(mtime)),
-                ),
-                aggregation: opts.aggregation_rules_path.clone(),
-                rewrite: opts.rewrite_rules_path.clone(),
-            };
+        Role::Aggregator(pipeline) => {
             let a = Arc::new(Aggregator {
                 outputs: outputs.clone(),
-                buffers: Mutex::new(buffers),
+                pipeline,
                 stats: input_stats.clone(),
-                emitted: AtomicU64::new(0),
-                files,
             });
             let t = a.clone();
             others.push(tokio::spawn(async move {
-                let mut iv = tokio::time::interval(Duration::from_millis(100));
-                let mut n = 0u64;
-                loop {
-                    iv.tick().await;
-                    t.tick();
-                    n += 1;
-                    if n.is_multiple_of(100)
-                        && let Err(e) = t.reload(false)
-                    {
-                        tracing::error!("{e}; keeping the previous rules");
-                    }
-                }
+                let out = t.outputs.clone();
+                t.pipeline
+                    .run_clock(move |name, value, ts| {
+                        out.send(name, value, ts);
+                    })
+                    .await;
             }));
             (a.clone(), Some(a))
         }
@@ -557,7 +556,7 @@ pub async fn start(
             base,
             names,
             outputs2,
-            input_stats,
+            input_stats.clone(),
             aggregator,
             every,
         )));
@@ -566,6 +565,7 @@ pub async fn start(
         line_addr,
         pickle_addr,
         aggregator: aggregator_handle,
+        input: input_stats,
         outputs,
         shutdown: tx,
         listeners,
@@ -670,10 +670,10 @@ async fn self_metrics(
         if let Some(a) = &aggregator {
             delta(
                 "aggregateDatapointsSent".into(),
-                a.emitted.load(Ordering::Relaxed),
+                a.pipeline.emitted.load(Ordering::Relaxed),
                 &mut pts,
             );
-            pts.push(("allocatedBuffers".into(), a.buffers.lock().len() as f64));
+            pts.push(("allocatedBuffers".into(), a.pipeline.buffers() as f64));
         }
         for (k, v) in pts {
             outputs.send(&format!("{base}.{k}"), v, now);

@@ -47,8 +47,6 @@ async fn relay(s: &CarbonSettings, spool: Option<std::path::PathBuf>, stall: Dur
             stall_timeout: stall,
             metric_group: "relays",
             metric_host: "test".into(),
-            aggregation_rules_path: None,
-            rewrite_rules_path: None,
         },
     )
     .await

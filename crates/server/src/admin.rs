@@ -93,6 +93,26 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     )
 }
 
+/// Renders a role's `/metrics` page on each request.
+pub type MetricsPage = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serves `GET /metrics` from `page` on `listener` until `shutdown` completes: the admin endpoint
+/// of the roles without a cache (relay, aggregator).
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    page: MetricsPage,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let page = page.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page()) }
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
 /// The admin router.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()

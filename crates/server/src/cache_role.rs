@@ -105,6 +105,9 @@ pub struct RoleOptions {
     /// Called with a metric's name once its whisper file was created and first written (`serve`
     /// tells its web index, so a new metric is found without a rescan).
     pub on_create: Option<OnCreate>,
+    /// What received points pass through before the cache (`serve`'s aggregator); see
+    /// [`crate::ingest::Stage`].
+    pub stage: Option<Arc<dyn crate::ingest::Stage>>,
 }
 
 /// A hook told about each newly created metric.
@@ -211,7 +214,7 @@ impl CacheRole {
             opts.writers,
             opts.max_updates_per_second,
         )?;
-        let ingest = Arc::new(Ingest::new(cache.clone()));
+        let ingest = Arc::new(Ingest::new(cache.clone()).with_stage(opts.stage.clone()));
         ingest.set_lists(opts.lists);
         let space = Arc::new(Notify::new());
         let s = space.clone();
@@ -282,7 +285,8 @@ impl CacheRole {
                     }
                     let now = crate::ingest::now_f64();
                     for (name, v) in reporter.collect(&cache, &ingest) {
-                        ingest.point(&name, v, now);
+                        // Generated, as carbon's instrumentation: no lists, no aggregation.
+                        ingest.store(&name, v, now);
                     }
                 }
             }));
@@ -318,6 +322,9 @@ impl CacheRole {
             && started.elapsed() < Duration::from_secs(5)
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(stage) = self.ingest.stage() {
+            stage.finish(&self.ingest);
         }
         let pool = self.admin.pool.lock().take();
         let deadline = self.deadline;

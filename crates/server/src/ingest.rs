@@ -35,6 +35,17 @@ pub struct IngestStats {
     pub refused_connections: AtomicU64,
 }
 
+/// A stage between the receivers and the cache, as carbon-aggregator-cache runs its rewrite and
+/// aggregate processors before `write`. It sees every received point that passed the lists and
+/// stores what it yields with [`Ingest::store`].
+pub trait Stage: Send + Sync {
+    /// Takes one received point; false when it was dropped.
+    fn point(&self, ingest: &Ingest, name: &str, value: f64, timestamp: f64) -> bool;
+    /// Called at shutdown once the receivers have stopped, before the cache is written out: the
+    /// stage stores what it still holds.
+    fn finish(&self, _ingest: &Ingest) {}
+}
+
 /// The receivers' shared sink.
 pub struct Ingest {
     /// Where points go.
@@ -45,6 +56,7 @@ pub struct Ingest {
     pub stats: IngestStats,
     last_complaint: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
+    stage: Option<Arc<dyn Stage>>,
 }
 
 /// Seconds since the epoch, as a float (the line protocol's `-1` means this).
@@ -63,7 +75,19 @@ impl Ingest {
             stats: IngestStats::default(),
             last_complaint: Mutex::new(None),
             suppressed: AtomicU64::new(0),
+            stage: None,
         }
+    }
+
+    /// Puts `stage` between the lists and the cache for every received point.
+    pub fn with_stage(mut self, stage: Option<Arc<dyn Stage>>) -> Self {
+        self.stage = stage;
+        self
+    }
+
+    /// The stage in front of the cache, if any.
+    pub fn stage(&self) -> Option<&Arc<dyn Stage>> {
+        self.stage.as_ref()
     }
 
     /// Replaces the filters (reload).
@@ -71,9 +95,23 @@ impl Ingest {
         *self.lists.write() = Arc::new(lists);
     }
 
-    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
+    /// Takes one received point: filters, then the stage if there is one, else [`Ingest::store`].
+    /// Returns false when dropped.
     pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
         self.batch().point(name, value, timestamp)
+    }
+
+    /// Stores a point with no filter or stage: carbon's path for generated points (self-metrics,
+    /// aggregates), and the end of the received ones. Normalises a tagged name. False when the
+    /// cache refused it.
+    pub fn store(&self, name: &str, value: f64, timestamp: f64) -> bool {
+        let mut tally = Tally::default();
+        let stored = store_tallied(&self.cache, name, value, timestamp, &mut tally);
+        self.cache.settle(tally);
+        if !stored {
+            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+        }
+        stored
     }
 
     /// A batch of points from one receive buffer: the filters are looked up once and the shared
@@ -129,30 +167,33 @@ impl IngestBatch<'_> {
         true
     }
 
-    /// Takes one point: filters, normalises a tagged name, stores. Returns false when dropped.
+    /// Takes one received point: filters, then the stage if there is one, else the cache.
+    /// Returns false when dropped.
     pub fn point(&mut self, name: &str, value: f64, timestamp: f64) -> bool {
         if !self.passes_lists(name) {
             return false;
         }
-        let name = if name.bytes().any(|b| b == b';' || b == b'{') {
-            carbide_protocol::tags::normalize(name)
-        } else {
-            std::borrow::Cow::Borrowed(name)
-        };
-        // int() truncates toward zero, as whisper does with the float carbon keeps.
-        let ts = timestamp as i64;
-        match self
-            .ingest
-            .cache
-            .insert_tallied(&name, ts, value, &mut self.tally)
-        {
-            Ok(()) => true,
-            Err(_) => {
-                self.overflow += 1;
-                false
-            }
+        if let Some(stage) = &self.ingest.stage {
+            return stage.point(self.ingest, name, value, timestamp);
         }
+        let stored = store_tallied(&self.ingest.cache, name, value, timestamp, &mut self.tally);
+        self.overflow += u64::from(!stored);
+        stored
     }
+}
+
+/// Normalises a tagged name and puts the point in the cache, counting into `tally`; false when
+/// the cache refused it.
+fn store_tallied(cache: &Cache, name: &str, value: f64, timestamp: f64, tally: &mut Tally) -> bool {
+    let name = if name.bytes().any(|b| b == b';' || b == b'{') {
+        carbide_protocol::tags::normalize(name)
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    // int() truncates toward zero, as whisper does with the float carbon keeps.
+    cache
+        .insert_tallied(&name, timestamp as i64, value, tally)
+        .is_ok()
 }
 
 impl Drop for IngestBatch<'_> {
@@ -198,5 +239,31 @@ mod tests {
         // Tagged names are stored in carbon's normal form; float timestamps truncate as int() does.
         assert!(ingest.point("app.cpu;host=a;dc=x", 2.0, 200.9));
         assert_eq!(ingest.cache.get("app.cpu;dc=x;host=a"), vec![(200, 2.0)]);
+    }
+
+    /// Renames every received point, as a rewrite rule would.
+    struct Prefix;
+    impl Stage for Prefix {
+        fn point(&self, ingest: &Ingest, name: &str, value: f64, timestamp: f64) -> bool {
+            ingest.store(&format!("staged.{name}"), value, timestamp)
+        }
+    }
+
+    #[test]
+    fn received_points_pass_the_lists_then_the_stage_and_generated_ones_neither() {
+        let ingest =
+            Ingest::new(Arc::new(Cache::new(CacheConfig::default()))).with_stage(Some(Arc::new(Prefix)));
+        let list = |text: &str| parse_regex_list("test.conf", text).map(|l| l.0).ok();
+        ingest.set_lists(Lists {
+            blacklist: list("^carbon\\.\n"),
+            whitelist: None,
+        });
+        assert!(ingest.point("app.x", 1.0, 100.0));
+        assert!(!ingest.point("carbon.x", 1.0, 100.0), "the lists come first");
+        assert!(ingest.store("carbon.agents.h.x", 2.0, 100.0));
+        assert_eq!(ingest.cache.get("staged.app.x"), vec![(100, 1.0)]);
+        assert!(ingest.cache.get("app.x").is_empty());
+        assert!(ingest.cache.get("staged.carbon.x").is_empty());
+        assert_eq!(ingest.cache.get("carbon.agents.h.x"), vec![(100, 2.0)]);
     }
 }

@@ -10,6 +10,7 @@
 //! - [`listeners`]: line (TCP, UDP) and pickle receivers with flow control and limits.
 //! - [`carbonlink`]: the cache-query server graphite-web talks to.
 //! - [`admin`]: `/admin/cache`, `/admin/flush`, `/admin/writers` and Prometheus `/metrics`.
+//! - [`prometheus`]: the text exposition every role's `/metrics` is written with.
 //! - [`selfmetrics`]: carbon's `carbon.agents.<host>.*` datapoints.
 //! - [`dump`]: the shutdown dump and its replay at the next start.
 //! - [`reload`]: noticing edited config files without a signal, as carbon does.
@@ -21,6 +22,7 @@ pub mod carbonlink;
 pub mod dump;
 pub mod ingest;
 pub mod listeners;
+pub mod prometheus;
 pub mod reload;
 pub mod selfmetrics;
 

@@ -21,7 +21,7 @@ pub fn agent_name(instance: Option<&str>) -> String {
 }
 
 /// CPU seconds (user + system) this process has used.
-fn cpu_seconds() -> f64 {
+pub fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -226,16 +226,12 @@ pub fn prometheus(cache: &Cache, ingest: &Ingest) -> String {
         ),
         ("carbide_cpu_seconds_total", "CPU seconds used.", cpu_seconds()),
     ];
-    let mut out = String::new();
+    let mut out = crate::prometheus::Exposition::new();
     for (name, help, v) in counters {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-        ));
+        out.counter(name, help, v as f64);
     }
     for (name, help, v) in gauges {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
-        ));
+        out.gauge(name, help, v);
     }
-    out
+    out.finish()
 }

@@ -31,4 +31,4 @@ pub use error::ServerError;
 pub use options::ServerOptions;
 pub use proxy::{ProxyOptions, StatsdProxy};
 pub use server::StatsdServer;
-pub use sink::{FlushSink, GraphiteTcp, PointSink};
+pub use sink::{FlushSink, GraphiteProtocol, GraphiteTcp, PointSink};

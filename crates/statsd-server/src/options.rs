@@ -1,10 +1,12 @@
 //! Where the server listens and where it flushes: etsy statsd's JSON keys (`address`, `port`,
-//! `mgmt_address`, `mgmt_port`, `servers`, `graphiteHost`, `graphitePort`, `healthStatus`) plus
-//! Carbide's own (`carbideReceivers`, `carbideRecvBuffer`, `carbideGraphite`).
+//! `mgmt_address`, `mgmt_port`, `servers`, `graphiteHost`, `graphitePort`, `graphitePicklePort`,
+//! `graphiteProtocol`, `healthStatus`) plus Carbide's own (`carbideReceivers`,
+//! `carbideRecvBuffer`, `carbideGraphite`).
 //!
 //! Differences from etsy, on purpose: every address defaults to loopback (etsy binds all
 //! interfaces), and without a `servers` list TCP listens beside UDP on the same port (etsy needs
-//! a `servers` entry for TCP).
+//! a `servers` entry for TCP), and `graphiteProtocol` must be `text` or `pickle` (etsy sends
+//! text for any other value).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -12,6 +14,7 @@ use carbide_statsd::Config;
 use serde_json::{Map, Value};
 
 use crate::error::ServerError;
+use crate::sink::GraphiteProtocol;
 
 /// Everything [`crate::StatsdServer::start`] needs.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct ServerOptions {
     pub mgmt: Option<SocketAddr>,
     /// Graphite destinations (`host:port`) every flush is written to over TCP.
     pub graphite: Vec<String>,
+    /// The wire format for every graphite destination (`graphiteProtocol`).
+    pub graphite_protocol: GraphiteProtocol,
     /// UDP receiver threads sharing the port through `SO_REUSEPORT`.
     pub receivers: usize,
     /// `SO_RCVBUF` asked for on each UDP socket (the kernel caps it at `net.core.rmem_max`).
@@ -48,6 +53,7 @@ impl Default for ServerOptions {
             tcp: Some(SocketAddr::new(LOOPBACK, 8125)),
             mgmt: Some(SocketAddr::new(LOOPBACK, 8126)),
             graphite: Vec::new(),
+            graphite_protocol: GraphiteProtocol::Text,
             receivers: default_receivers(),
             recv_buffer: 32 << 20,
             health_up: true,
@@ -154,8 +160,15 @@ impl ServerOptions {
             get_ip(&raw, "mgmt_address")?.unwrap_or(LOOPBACK),
             get_port(&raw, "mgmt_port")?.unwrap_or(8126),
         ));
+        if let Some(p) = get_str(&raw, "graphiteProtocol")? {
+            opts.graphite_protocol = p.parse().map_err(|e: String| bad("graphiteProtocol", &e))?;
+        }
         if let Some(host) = get_str(&raw, "graphiteHost")? {
-            let port = get_port(&raw, "graphitePort")?.unwrap_or(2003);
+            // graphite.js: the pickle port when pickling, else the text port.
+            let port = match opts.graphite_protocol {
+                GraphiteProtocol::Text => get_port(&raw, "graphitePort")?.unwrap_or(2003),
+                GraphiteProtocol::Pickle => get_port(&raw, "graphitePicklePort")?.unwrap_or(2004),
+            };
             opts.graphite.push(host_port(host, port));
         }
         if let Some(list) = raw.get("carbideGraphite") {
@@ -229,6 +242,27 @@ mod tests {
         ] {
             assert!(ServerOptions::from_json(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pickle_port_and_protocol() {
+        let o = ServerOptions::from_json(
+            r#"{"graphiteHost": "g", "graphitePort": 2103, "graphiteProtocol": "pickle"}"#,
+        )
+        .unwrap();
+        assert_eq!(o.graphite, vec!["g:2004".to_string()]);
+        assert_eq!(o.graphite_protocol, GraphiteProtocol::Pickle);
+        let o = ServerOptions::from_json(
+            r#"{"graphiteHost": "g", "graphitePicklePort": 2104, "graphiteProtocol": "pickle"}"#,
+        )
+        .unwrap();
+        assert_eq!(o.graphite, vec!["g:2104".to_string()]);
+        let o = ServerOptions::from_json(r#"{"graphiteHost": "g", "graphitePicklePort": 2104}"#).unwrap();
+        assert_eq!(o.graphite, vec!["g:2003".to_string()]);
+        assert_eq!(o.graphite_protocol, GraphiteProtocol::Text);
+        let err = ServerOptions::from_json(r#"{"graphiteProtocol": "Pickle"}"#).unwrap_err();
+        assert!(err.to_string().contains("graphiteProtocol"), "{err}");
+        assert!(ServerOptions::from_json(r#"{"graphiteProtocol": 2}"#).is_err());
     }
 
     #[test]

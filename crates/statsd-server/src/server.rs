@@ -310,10 +310,17 @@ fn deliver(shared: &Shared, sink: &mut dyn FlushSink, flush: &Flush) {
     match result {
         Ok(()) => {
             let ms = started.elapsed().as_millis() as f64;
-            shared.engine().note_graphite_send(ms, at);
+            let len = sink.last_payload_len();
+            {
+                let mut engine = shared.engine();
+                engine.note_graphite_send(ms, at);
+                if let Some(len) = len {
+                    engine.note_payload_length(len);
+                }
+            }
             let mut g = shared.graphite();
             g.flush_time = ms;
-            g.flush_length = flush.to_text().encode_utf16().count();
+            g.flush_length = len.unwrap_or_else(|| flush.to_text().encode_utf16().count());
             g.last_flush = at;
         }
         Err(_) => {
@@ -346,8 +353,10 @@ impl StatsdServer {
             datagrams: AtomicU64::new(0),
         });
         let sink = sink.or_else(|| {
-            (!options.graphite.is_empty())
-                .then(|| Box::new(GraphiteTcp::new(options.graphite.clone())) as Box<dyn FlushSink>)
+            (!options.graphite.is_empty()).then(|| {
+                Box::new(GraphiteTcp::new(options.graphite.clone()).with_protocol(options.graphite_protocol))
+                    as Box<dyn FlushSink>
+            })
         });
         let mut server = StatsdServer {
             shared: shared.clone(),

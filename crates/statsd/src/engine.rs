@@ -347,6 +347,12 @@ impl Statsd {
         self.backend.last_flush = finished_at_s;
     }
 
+    /// Records the length of the payload actually sent (graphite.js's `flush_length`), when it
+    /// is not the plaintext one `flush` assumed: a pickle payload's bytes.
+    pub fn note_payload_length(&mut self, len: usize) {
+        self.backend.flush_length = len;
+    }
+
     /// Records a failed send (graphite.js's `last_exception`).
     pub fn note_graphite_error(&mut self, at_s: i64) {
         self.backend.last_exception = at_s;
