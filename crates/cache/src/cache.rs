@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use carbide_whisper::Point;
@@ -47,14 +47,20 @@ struct Entry {
     pending: Vec<Point>,
     /// Points a writer is persisting right now.
     inflight: Option<Arc<Vec<Point>>>,
-    /// Whether the name sits in its shard's FIFO.
+    /// Whether the name sits in its shard's FIFO or in the writers' snapshot.
     queued: bool,
+    /// The tick at which it was put in the FIFO, while it is there: a FIFO slot whose tick differs
+    /// is stale (the metric left through the `full` list) and is skipped.
+    listed_at: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Shard {
     map: HashMap<Arc<str>, Entry, ahash::RandomState>,
-    fifo: VecDeque<Arc<str>>,
+    /// Metrics in the order they became ready, with the tick: the front has waited longest.
+    fifo: VecDeque<(Arc<str>, u64)>,
+    /// Metrics in the FIFO that gathered [`BATCH_POINTS`]: due without waiting for their turn.
+    full: Vec<Arc<str>>,
 }
 
 /// The cache: many shards, each a mutex over a map, so ingestion never waits on one global lock.
@@ -73,6 +79,22 @@ pub struct Cache {
     /// Names waiting in the shards' ready lists (sorted strategies), so an idle writer need not
     /// visit every shard to learn there is nothing to do.
     listed: AtomicUsize,
+    /// Ticks (milliseconds) are counted from here.
+    epoch: Instant,
+    /// The tick of the last insert batch: writers hold points back only while points keep coming.
+    last_insert: AtomicU64,
+}
+
+/// Counts of a batch of inserts not yet published to the cache's shared counters.
+#[derive(Debug, Default)]
+#[must_use = "pass it to Cache::settle, or the cache's size and the writers' wake-up are lost"]
+pub struct Tally {
+    /// The tick, read once per batch when first needed.
+    tick: Option<u64>,
+    received: u64,
+    grown: usize,
+    listed: usize,
+    ready: bool,
 }
 
 /// The sorted strategies' current order of metrics to write, and when it was taken.
@@ -87,6 +109,21 @@ struct Snapshot {
 /// one update_many carries several (fewer syscalls per point) while a point reaches disk at most
 /// this much later. Readers see waiting points in the cache all along.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// With the sorted strategies, a metric is written once it holds this many points, or once its
+/// oldest unwritten point has waited [`MAX_HOLD`], or as soon as no point has arrived for a
+/// [`SNAPSHOT_INTERVAL`] (a pause has nothing left to batch). While points stream in, holding them
+/// turns a burst into a few large update_many calls instead of one per point: a whisper update
+/// costs a dozen syscalls whether it carries one point or fifty. Readers see held points in the
+/// cache all along, and flush and shutdown write them at once.
+pub const BATCH_POINTS: usize = 32;
+
+/// The longest a point waits in the cache for others to batch with while points keep arriving.
+pub const MAX_HOLD: Duration = Duration::from_secs(5);
+
+/// Beyond this many points held, writers stop holding any back (with MAX_CACHE_SIZE set, beyond
+/// half of it): batching must not cost unbounded memory, nor pause the receivers.
+pub const MAX_HELD_POINTS: usize = 4_000_000;
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +141,12 @@ pub struct Overflow;
 
 /// Puts `(ts, value)` into a pending list, overwriting a point with the same timestamp.
 fn upsert(pending: &mut Vec<Point>, ts: i64, value: f64) -> bool {
+    // Points mostly arrive in time order: one newer than the last cannot be a duplicate, and
+    // skipping the scan keeps a metric's inserts linear in its points, not quadratic.
+    if pending.last().is_none_or(|p| p.0 < ts) {
+        pending.push((ts, value));
+        return true;
+    }
     // Newest points are at the end and duplicates are usually recent: scan backwards.
     if let Some(p) = pending.iter_mut().rev().find(|p| p.0 == ts) {
         p.1 = value;
@@ -136,7 +179,14 @@ impl Cache {
                     .unwrap_or_else(Instant::now),
             }),
             listed: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            last_insert: AtomicU64::new(0),
         }
+    }
+
+    /// Milliseconds since the cache was made.
+    fn tick(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The configuration it was built with.
@@ -226,36 +276,80 @@ impl Cache {
     /// Adds one point. A point with the timestamp of a point already held replaces its value without
     /// growing the cache.
     pub fn insert(&self, metric: &str, ts: i64, value: f64) -> Result<(), Overflow> {
+        let mut tally = Tally::default();
+        let r = self.insert_tallied(metric, ts, value, &mut tally);
+        self.settle(tally);
+        r
+    }
+
+    /// [`Cache::insert`] for a receiver's batch of points: the shared counters and the writers'
+    /// wake-up are left in `tally` until [`Cache::settle`], so a batch touches them once instead of
+    /// once per point (with several receivers, per-point atomics on shared cache lines cost more
+    /// than the insert itself). The size seen by the overflow check lags by the unsettled points,
+    /// which the 5 % above MAX_CACHE_SIZE absorbs.
+    pub fn insert_tallied(
+        &self,
+        metric: &str,
+        ts: i64,
+        value: f64,
+        tally: &mut Tally,
+    ) -> Result<(), Overflow> {
         if self.hard_limit().is_some_and(|h| self.len() >= h) {
             Stats::add(&self.stats.overflow, 1);
             return Err(Overflow);
         }
         let mut shard = self.shard_of(metric).lock();
-        let Shard { map, fifo } = &mut *shard;
+        let Shard { map, fifo, full } = &mut *shard;
         let entry = match map.get_mut(metric) {
             Some(e) => e,
             None => map.entry(Arc::from(metric)).or_default(),
         };
-        if upsert(&mut entry.pending, ts, value) {
-            self.size.fetch_add(1, Ordering::Relaxed);
-        }
-        Stats::add(&self.stats.received, 1);
-        let newly_ready = !entry.queued && entry.inflight.is_none();
-        if newly_ready {
+        let grew = upsert(&mut entry.pending, ts, value);
+        let became_full =
+            grew && entry.pending.len() == BATCH_POINTS && entry.listed_at.is_some() && self.holds();
+        // `max` scans the maps instead; a ready list it never drains would only grow.
+        let mut listed_now = None;
+        if !entry.queued && entry.inflight.is_none() {
             entry.queued = true;
-            // `max` scans the maps instead; a ready list it never drains would only grow.
-            if self.config.strategy != WriteStrategy::Max
-                && let Some((key, _)) = map.get_key_value(metric)
-            {
-                fifo.push_back(key.clone());
-                self.listed.fetch_add(1, Ordering::Relaxed);
+            tally.ready = true;
+            if self.config.strategy != WriteStrategy::Max {
+                let now = *tally.tick.get_or_insert_with(|| self.tick());
+                entry.listed_at = Some(now);
+                listed_now = Some(now);
             }
         }
-        drop(shard);
-        if newly_ready {
-            self.wake_writer();
+        tally.grown += usize::from(grew);
+        tally.received += 1;
+        if (became_full || listed_now.is_some())
+            && let Some((key, _)) = map.get_key_value(metric)
+        {
+            if became_full {
+                full.push(key.clone());
+            }
+            if let Some(now) = listed_now {
+                fifo.push_back((key.clone(), now));
+                tally.listed += 1;
+            }
         }
         Ok(())
+    }
+
+    /// Publishes a batch's counts and wakes a writer if the batch made a metric ready.
+    pub fn settle(&self, tally: Tally) {
+        if tally.grown > 0 {
+            self.size.fetch_add(tally.grown, Ordering::Relaxed);
+        }
+        if tally.listed > 0 {
+            self.listed.fetch_add(tally.listed, Ordering::Relaxed);
+        }
+        if tally.received > 0 {
+            Stats::add(&self.stats.received, tally.received);
+            let now = tally.tick.unwrap_or_else(|| self.tick());
+            self.last_insert.store(now, Ordering::Relaxed);
+        }
+        if tally.ready {
+            self.wake_writer();
+        }
     }
 
     /// The points held for `metric`, oldest first, in-flight ones included (a newer pending value for
@@ -274,18 +368,35 @@ impl Cache {
         out
     }
 
-    /// Takes the next metric to write, by the configured strategy; `None` when nothing is ready.
+    /// Takes the next metric to write, by the configured strategy, holding nothing back (tests,
+    /// tools); `None` when nothing is ready.
     pub fn take(&self) -> Option<Job> {
+        self.take_due(true)
+    }
+
+    /// Takes the next metric a writer should write now. With the sorted strategies a metric is due
+    /// once it holds [`BATCH_POINTS`], or has waited [`MAX_HOLD`], or when points have stopped
+    /// arriving; `flush` makes everything ready due (admin flush, shutdown).
+    pub fn take_due(&self, flush: bool) -> Option<Job> {
         match self.config.strategy {
             WriteStrategy::Naive => self.take_fifo(),
             WriteStrategy::Max => self.take_max(),
-            WriteStrategy::Sorted | WriteStrategy::TimeSorted => self.take_sorted(),
+            WriteStrategy::Sorted | WriteStrategy::TimeSorted => self.take_sorted(flush),
         }
+    }
+
+    /// Whether the strategy holds points back to batch them (see [`BATCH_POINTS`]).
+    fn holds(&self) -> bool {
+        matches!(
+            self.config.strategy,
+            WriteStrategy::Sorted | WriteStrategy::TimeSorted
+        )
     }
 
     fn take_from(&self, shard: &mut Shard, metric: &Arc<str>) -> Option<Job> {
         let entry = shard.map.get_mut(metric)?;
         entry.queued = false;
+        entry.listed_at = None;
         if entry.inflight.is_some() || entry.pending.is_empty() {
             return None;
         }
@@ -304,7 +415,7 @@ impl Cache {
         let start = self.next_shard.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let mut shard = self.shards[(start + i) % n].lock();
-            while let Some(name) = shard.fifo.pop_front() {
+            while let Some((name, _)) = shard.fifo.pop_front() {
                 self.listed.fetch_sub(1, Ordering::Relaxed);
                 if let Some(job) = self.take_from(&mut shard, &name) {
                     return Some(job);
@@ -328,12 +439,12 @@ impl Cache {
         self.take_from(&mut shard, &name)
     }
 
-    /// carbon's sorted (and timesorted) strategy: a snapshot of the ready metrics, most points (or
+    /// carbon's sorted (and timesorted) strategy: a snapshot of the due metrics, most points (or
     /// oldest point) first, handed out in order; a new snapshot once it is used up. The snapshot is
-    /// built from the shards' ready lists, so its cost is proportional to the metrics it holds, not
-    /// to every metric the cache knows (a full scan per snapshot cost a third of the CPU when writers
-    /// kept up with single points).
-    fn take_sorted(&self) -> Option<Job> {
+    /// built from the shards' ready lists (the `full` list and the FIFO's long-waiting front), so
+    /// its cost is proportional to the metrics it takes, not to every metric the cache knows (a
+    /// full scan per snapshot cost a third of the CPU when writers kept up with single points).
+    fn take_sorted(&self, flush: bool) -> Option<Job> {
         loop {
             let next = self.snapshot.lock().order.pop_front();
             let Some(name) = next else { break };
@@ -349,22 +460,48 @@ impl Cache {
                 return None;
             }
             snapshot.taken = Instant::now();
+            let now = self.tick();
+            let quiet_ms = SNAPSHOT_INTERVAL.as_millis() as u64;
+            let held_limit = self.config.max_size.map_or(MAX_HELD_POINTS, |m| m / 2);
+            let everything = flush
+                || now.saturating_sub(self.last_insert.load(Ordering::Relaxed)) >= quiet_ms
+                || self.len() >= held_limit;
+            let hold_ms = MAX_HOLD.as_millis() as u64;
             let mut ready: Vec<(i64, Arc<str>)> = Vec::new();
+            let mut due = |e: &mut Entry, name: Arc<str>| {
+                e.listed_at = None;
+                if e.inflight.is_some() || e.pending.is_empty() {
+                    // Not takeable now: the next insert or confirm lists it again.
+                    e.queued = false;
+                } else {
+                    let key = match self.config.strategy {
+                        WriteStrategy::TimeSorted => e.pending.iter().map(|p| p.0).min().unwrap_or(0),
+                        _ => -(e.pending.len() as i64),
+                    };
+                    ready.push((key, name));
+                }
+            };
             for shard in self.shards.iter() {
                 let mut shard = shard.lock();
-                let Shard { map, fifo } = &mut *shard;
-                self.listed.fetch_sub(fifo.len(), Ordering::Relaxed);
-                for name in fifo.drain(..) {
-                    let Some(e) = map.get_mut(&name) else { continue };
-                    if !e.queued || e.inflight.is_some() || e.pending.is_empty() {
-                        // Not takeable now: the next insert or confirm queues it again.
-                        e.queued = false;
-                    } else {
-                        let key = match self.config.strategy {
-                            WriteStrategy::TimeSorted => e.pending.iter().map(|p| p.0).min().unwrap_or(0),
-                            _ => -(e.pending.len() as i64),
-                        };
-                        ready.push((key, name));
+                let Shard { map, fifo, full } = &mut *shard;
+                for name in full.drain(..) {
+                    // Its FIFO slot turns stale and is skipped when it reaches the front.
+                    if let Some(e) = map.get_mut(&name)
+                        && e.listed_at.is_some()
+                    {
+                        due(e, name);
+                    }
+                }
+                while let Some((_, t)) = fifo.front() {
+                    if !everything && now.saturating_sub(*t) < hold_ms {
+                        break;
+                    }
+                    let Some((name, t)) = fifo.pop_front() else { break };
+                    self.listed.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(e) = map.get_mut(&name)
+                        && e.listed_at == Some(t)
+                    {
+                        due(e, name);
                     }
                 }
             }
@@ -384,16 +521,13 @@ impl Cache {
     /// taken when metrics are ready but the last one is too recent, else until woken by new work
     /// or `timeout`.
     pub fn idle_wait(&self, timeout: Duration) {
-        if matches!(
-            self.config.strategy,
-            WriteStrategy::Sorted | WriteStrategy::TimeSorted
-        ) && self.listed.load(Ordering::Relaxed) > 0
-        {
+        if self.holds() && self.listed.load(Ordering::Relaxed) > 0 {
+            // Metrics are waiting but none is due yet (or the last snapshot is too recent): look
+            // again at the next snapshot time.
             let left = SNAPSHOT_INTERVAL.saturating_sub(self.snapshot.lock().taken.elapsed());
-            if !left.is_zero() {
-                std::thread::sleep(left.min(timeout));
-                return;
-            }
+            let left = if left.is_zero() { SNAPSHOT_INTERVAL } else { left };
+            std::thread::sleep(left.min(timeout));
+            return;
         }
         self.wait_for_work(timeout);
     }
@@ -414,7 +548,8 @@ impl Cache {
         let mut ready = false;
         {
             let mut shard = self.shard_of(&job.metric).lock();
-            let Shard { map, fifo } = &mut *shard;
+            let holds = self.holds();
+            let Shard { map, fifo, full } = &mut *shard;
             if let Some(entry) = map.get_mut(&job.metric) {
                 entry.inflight = None;
                 if keep {
@@ -431,8 +566,13 @@ impl Cache {
                 } else if !entry.queued {
                     entry.queued = true;
                     if self.config.strategy != WriteStrategy::Max {
-                        fifo.push_back(job.metric.clone());
+                        let now = self.tick();
+                        entry.listed_at = Some(now);
+                        fifo.push_back((job.metric.clone(), now));
                         self.listed.fetch_add(1, Ordering::Relaxed);
+                        if holds && entry.pending.len() >= BATCH_POINTS {
+                            full.push(job.metric.clone());
+                        }
                     }
                     ready = true;
                 }
@@ -468,6 +608,7 @@ impl Cache {
             let mut shard = shard.lock();
             self.listed.fetch_sub(shard.fifo.len(), Ordering::Relaxed);
             shard.fifo.clear();
+            shard.full.clear();
             shard.map.retain(|name, e| {
                 if !e.pending.is_empty() {
                     freed += e.pending.len();
@@ -476,6 +617,7 @@ impl Cache {
                     out.push((name.clone(), points));
                 }
                 e.queued = false;
+                e.listed_at = None;
                 e.inflight.is_some()
             });
         }
@@ -603,6 +745,86 @@ mod tests {
         }
         assert_eq!(woken.load(Ordering::SeqCst), 1);
         assert!(!c.should_pause());
+    }
+
+    /// Sorted holds a metric back while points keep arriving, until it has BATCH_POINTS or the
+    /// stream pauses; a flush takes it at once.
+    #[test]
+    fn sorted_holds_points_while_they_stream_in() {
+        let c = cache(WriteStrategy::Sorted, None);
+        let keep_streaming = |c: &Cache| c.insert("other", 1, 1.0).unwrap();
+        c.insert("few", 10, 1.0).unwrap();
+        for t in 0..BATCH_POINTS as i64 {
+            c.insert("many", t, 1.0).unwrap();
+        }
+        keep_streaming(&c);
+        let job = c
+            .take_due(false)
+            .expect("a metric with BATCH_POINTS is due at once");
+        assert_eq!(&*job.metric, "many");
+        assert_eq!(job.points.len(), BATCH_POINTS);
+        c.confirm(job);
+        // Still streaming: "few" is held. (A test thread descheduled for a whole snapshot
+        // interval between the insert and the take sees a pause; it puts the job back and tries
+        // again.)
+        let mut held = false;
+        for _ in 0..20 {
+            std::thread::sleep(SNAPSHOT_INTERVAL + Duration::from_millis(5));
+            let asked = Instant::now();
+            keep_streaming(&c);
+            match c.take_due(false) {
+                None => {
+                    held = true;
+                    break;
+                }
+                Some(job) => {
+                    assert!(
+                        asked.elapsed() >= SNAPSHOT_INTERVAL / 2,
+                        "{} not held",
+                        job.metric
+                    );
+                    c.requeue(job);
+                }
+            }
+        }
+        assert!(held, "few points, still streaming: held back");
+        assert_eq!(c.get("few"), vec![(10, 1.0)], "held points stay readable");
+        // The stream pauses: after a snapshot interval with no insert everything is due.
+        std::thread::sleep(SNAPSHOT_INTERVAL + Duration::from_millis(10));
+        let mut taken: Vec<String> = std::iter::from_fn(|| c.take_due(false))
+            .map(|j| {
+                let name = j.metric.to_string();
+                c.confirm(j);
+                name
+            })
+            .collect();
+        taken.sort();
+        assert_eq!(taken, ["few", "other"]);
+        assert!(c.is_empty());
+        // A flush does not wait for a pause.
+        c.insert("flushed", 10, 1.0).unwrap();
+        std::thread::sleep(SNAPSHOT_INTERVAL + Duration::from_millis(5));
+        keep_streaming(&c);
+        let job = c.take_due(true).expect("flush takes everything");
+        c.confirm(job);
+    }
+
+    /// A metric that reaches BATCH_POINTS while a writer holds its earlier points is due as soon
+    /// as that write is confirmed, without waiting for MAX_HOLD.
+    #[test]
+    fn a_full_metric_is_due_after_its_write_confirms() {
+        let c = cache(WriteStrategy::Sorted, None);
+        c.insert("m", 0, 1.0).unwrap();
+        let first = c.take().unwrap();
+        for t in 1..=BATCH_POINTS as i64 {
+            c.insert("m", t, 1.0).unwrap();
+        }
+        c.confirm(first);
+        std::thread::sleep(SNAPSHOT_INTERVAL + Duration::from_millis(5));
+        c.insert("other", 1, 1.0).unwrap();
+        let job = c.take_due(false).expect("full after confirm");
+        assert_eq!(&*job.metric, "m");
+        assert_eq!(job.points.len(), BATCH_POINTS);
     }
 
     #[test]

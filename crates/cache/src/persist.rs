@@ -1,6 +1,7 @@
 //! Turning a metric's points into whisper writes: the file is found (or created by the storage
 //! schemas), then `update_many` runs on it.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use carbide_core::name::{NameError, validate_path_name};
 use carbide_core::{AggregationMethod, Retention};
 use carbide_whisper::file::{self, CreateOptions};
 use carbide_whisper::{Point, WhisperFile};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::throttle::TokenBucket;
 
@@ -108,12 +109,19 @@ pub struct WhisperSettings {
     pub max_creates_per_minute: Option<f64>,
 }
 
+/// How many directories the persister remembers as existing.
+const MAX_KNOWN_DIRS: usize = 65_536;
+
 /// The whisper persister: one tree of files under `root`.
 pub struct WhisperPersister {
     root: PathBuf,
     policy: RwLock<Arc<dyn StoragePolicy>>,
     settings: WhisperSettings,
     creates: TokenBucket,
+    /// Directories known to exist: a create in one of them skips `create_dir_all`'s mkdir and stat
+    /// (a metric tree has ~1 directory per 1 000 files). A directory removed behind our back only
+    /// costs one failed create, which forgets it and retries.
+    dirs: Mutex<HashSet<PathBuf>>,
 }
 
 fn now() -> i64 {
@@ -131,6 +139,7 @@ impl WhisperPersister {
             policy: RwLock::new(policy),
             settings,
             creates,
+            dirs: Mutex::new(HashSet::new()),
         }
     }
 
@@ -155,9 +164,18 @@ impl WhisperPersister {
     fn create(&self, path: &Path, metric: &str) -> Result<Option<WhisperFile>, PersistError> {
         let policy = self.policy.read().clone();
         let spec = policy.create_spec(metric).ok_or(PersistError::NoSchema)?;
-        if let Some(dir) = path.parent() {
+        let dir = path.parent();
+        if let Some(dir) = dir
+            && !self.dirs.lock().contains(dir)
+        {
             std::fs::create_dir_all(dir)
                 .map_err(|e| PersistError::Retryable(carbide_whisper::Error::Io(e).with_path(dir)))?;
+            let mut dirs = self.dirs.lock();
+            // A bound on the memory, for trees of very many directories: forgetting costs a stat.
+            if dirs.len() >= MAX_KNOWN_DIRS {
+                dirs.clear();
+            }
+            dirs.insert(dir.to_path_buf());
         }
         let opts = CreateOptions {
             x_files_factor: spec.x_files_factor,
@@ -170,7 +188,12 @@ impl WhisperPersister {
             Ok(db) => Ok(Some(db)),
             // Another writer won the race: the file is there, which is all we wanted.
             Err(carbide_whisper::Error::InvalidConfiguration(m)) if m.contains("already exists") => Ok(None),
-            Err(e) => Err(classify(e)),
+            Err(e) => {
+                if let Some(dir) = dir {
+                    self.dirs.lock().remove(dir);
+                }
+                Err(classify(e))
+            }
         }
     }
 }

@@ -157,7 +157,7 @@ fn set(s: &Shared, id: usize, state: WriterState, metric: Option<Arc<str>>) {
 fn run(s: &Shared, id: usize) {
     let mut deferred_in_a_row = 0usize;
     while !s.stop.load(Ordering::Relaxed) {
-        let Some(job) = s.cache.take() else {
+        let Some(job) = s.cache.take_due(s.unthrottled.load(Ordering::Relaxed)) else {
             if s.cache.is_empty() {
                 s.unthrottled.store(false, Ordering::Relaxed);
             }

@@ -114,8 +114,64 @@ pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
 /// `now` replaces a timestamp whose integer part is -1 (`int(ts) == -1` in carbon, so -1.9 also
 /// means now, -0.5 does not).
 pub fn parse_line(line: &[u8], now: f64) -> Result<LinePoint<'_>, LineError> {
+    if let Some(parsed) = parse_plain_line(line, now) {
+        return parsed;
+    }
     let text = std::str::from_utf8(line).map_err(|_| LineError::NotUtf8)?;
     parse_line_str(text, now)
+}
+
+/// The shape nearly every sender writes: printable ASCII fields joined by single spaces. For it,
+/// Python's `split()` is a split on those two spaces and UTF-8 decoding cannot fail, so the line
+/// is read in one pass with no Unicode handling; anything else (`None`) takes the general path.
+fn parse_plain_line(line: &[u8], now: f64) -> Option<Result<LinePoint<'_>, LineError>> {
+    let mut spaces = [0usize; 2];
+    let mut n = 0;
+    for (i, &b) in line.iter().enumerate() {
+        if b == b' ' {
+            *spaces.get_mut(n)? = i;
+            n += 1;
+        } else if !(0x21..=0x7e).contains(&b) {
+            return None;
+        }
+    }
+    let [a, b] = spaces;
+    if n != 2 || a == 0 || b == a + 1 || b + 1 == line.len() {
+        return None;
+    }
+    let name = std::str::from_utf8(line.get(..a)?).ok()?;
+    let value = line.get(a + 1..b)?;
+    let timestamp = line.get(b + 1..)?;
+    let number = |f: &[u8]| plain_integer(f).or_else(|| crate::pyfloat::parse_py_float_bytes(f));
+    // carbon builds (float(timestamp), float(value)): the timestamp is converted first.
+    let Some(timestamp) = number(timestamp) else {
+        return Some(Err(LineError::BadTimestamp));
+    };
+    let Some(value) = number(value) else {
+        return Some(Err(LineError::BadValue));
+    };
+    Some(resolve_point(name, value, timestamp, now))
+}
+
+/// An optionally negative decimal integer of at most 15 digits, which an f64 holds exactly (so
+/// the result equals Python's `float()` of it); anything else is left to the full grammar.
+fn plain_integer(field: &[u8]) -> Option<f64> {
+    let (negative, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(d - b'0');
+    }
+    let v = v as f64;
+    Some(if negative { -v } else { v })
 }
 
 /// [`parse_line`] for text already known to be UTF-8 (a UDP datagram's lines).

@@ -3,7 +3,7 @@
 
 use carbide_protocol::carbonlink::decode_request;
 use carbide_protocol::framing::{encode_frame, frames};
-use carbide_protocol::line::{LineSplitter, parse_line};
+use carbide_protocol::line::{LineError, LineSplitter, parse_line, parse_line_str};
 use carbide_protocol::pickle::{LegacyStrings, Limits, Protocol, Value, dumps_with, loads, loads_with};
 use carbide_protocol::points::decode_points;
 use carbide_protocol::tags::TaggedSeries;
@@ -130,6 +130,16 @@ proptest! {
         }
         prop_assert_eq!(got, whole);
         prop_assert!(buf.is_empty());
+    }
+
+    /// The one-pass reader of plain ASCII lines must agree with the general path (UTF-8 decode,
+    /// Python split, Python float) on every line, including the near misses it hands over.
+    #[test]
+    fn plain_line_fast_path_agrees_with_the_general_path(
+        line in "[a-c.0-9 _+eE\\-]{0,12}|[a-z.]{1,8} -?[0-9]{1,17}(\\.[0-9]{0,3})? -?[0-9]{1,17}[ \t\r]?"
+    ) {
+        let general: Result<_, LineError> = parse_line_str(&line, 7.0);
+        prop_assert_eq!(parse_line(line.as_bytes(), 7.0), general);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use carbide_cache::Cache;
+use carbide_cache::{Cache, Tally};
 use carbide_config::RegexList;
 use parking_lot::{Mutex, RwLock};
 
@@ -95,53 +95,37 @@ impl Ingest {
         *self.lists.write() = Arc::new(lists);
     }
 
-    /// Blacklist, then whitelist, counting refusals. The read guard is held only for the match, with
-    /// no Arc clone: this runs once per received point.
-    fn passes_lists(&self, name: &str) -> bool {
-        let lists = self.lists.read();
-        if lists.blacklist.as_ref().is_some_and(|bl| bl.contains(name)) {
-            self.stats.blacklist_matches.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        if lists.whitelist.as_ref().is_some_and(|wl| !wl.contains(name)) {
-            self.stats.whitelist_rejects.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-
     /// Takes one received point: filters, then the stage if there is one, else [`Ingest::store`].
     /// Returns false when dropped.
     pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
-        if !self.passes_lists(name) {
-            return false;
-        }
-        match &self.stage {
-            Some(stage) => stage.point(self, name, value, timestamp),
-            None => self.store(name, value, timestamp),
-        }
+        self.batch().point(name, value, timestamp)
     }
 
     /// Stores a point with no filter or stage: carbon's path for generated points (self-metrics,
     /// aggregates), and the end of the received ones. Normalises a tagged name. False when the
     /// cache refused it.
     pub fn store(&self, name: &str, value: f64, timestamp: f64) -> bool {
-        let name = if name.contains(';') || name.contains('{') {
-            carbide_protocol::tags::normalize(name)
-        } else {
-            std::borrow::Cow::Borrowed(name)
-        };
-        // int() truncates toward zero, as whisper does with the float carbon keeps.
-        let ts = timestamp as i64;
-        match self.cache.insert(&name, ts, value) {
-            Ok(()) => true,
-            Err(_) => {
-                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+        let mut tally = Tally::default();
+        let stored = store_tallied(&self.cache, name, value, timestamp, &mut tally);
+        self.cache.settle(tally);
+        if !stored {
+            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
         }
+        stored
     }
 
+    /// A batch of points from one receive buffer: the filters are looked up once and the shared
+    /// counters are published once, when the batch is dropped.
+    pub fn batch(&self) -> IngestBatch<'_> {
+        IngestBatch {
+            ingest: self,
+            lists: self.lists.read().clone(),
+            tally: Tally::default(),
+            blacklisted: 0,
+            rejected: 0,
+            overflow: 0,
+        }
+    }
     /// Counts a bad line and logs it (truncated to carbon's 400 characters), at most once a second;
     /// the number of lines not logged is reported with the next one.
     pub fn bad_line(&self, peer: &str, line: &[u8], why: &dyn std::fmt::Display) {
@@ -156,6 +140,75 @@ impl Ingest {
         let shown = String::from_utf8_lossy(&line[..line.len().min(400)]).into_owned();
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::warn!(peer, line = %shown, error = %why, suppressed, "invalid line received");
+    }
+}
+
+/// Points being taken from one receive buffer; see [`Ingest::batch`].
+pub struct IngestBatch<'a> {
+    ingest: &'a Ingest,
+    lists: Arc<Lists>,
+    tally: Tally,
+    blacklisted: u64,
+    rejected: u64,
+    overflow: u64,
+}
+
+impl IngestBatch<'_> {
+    /// Blacklist, then whitelist.
+    fn passes_lists(&mut self, name: &str) -> bool {
+        if self.lists.blacklist.as_ref().is_some_and(|bl| bl.contains(name)) {
+            self.blacklisted += 1;
+            return false;
+        }
+        if self.lists.whitelist.as_ref().is_some_and(|wl| !wl.contains(name)) {
+            self.rejected += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Takes one received point: filters, then the stage if there is one, else the cache.
+    /// Returns false when dropped.
+    pub fn point(&mut self, name: &str, value: f64, timestamp: f64) -> bool {
+        if !self.passes_lists(name) {
+            return false;
+        }
+        if let Some(stage) = &self.ingest.stage {
+            return stage.point(self.ingest, name, value, timestamp);
+        }
+        let stored = store_tallied(&self.ingest.cache, name, value, timestamp, &mut self.tally);
+        self.overflow += u64::from(!stored);
+        stored
+    }
+}
+
+/// Normalises a tagged name and puts the point in the cache, counting into `tally`; false when
+/// the cache refused it.
+fn store_tallied(cache: &Cache, name: &str, value: f64, timestamp: f64, tally: &mut Tally) -> bool {
+    let name = if name.bytes().any(|b| b == b';' || b == b'{') {
+        carbide_protocol::tags::normalize(name)
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    // int() truncates toward zero, as whisper does with the float carbon keeps.
+    cache
+        .insert_tallied(&name, timestamp as i64, value, tally)
+        .is_ok()
+}
+
+impl Drop for IngestBatch<'_> {
+    fn drop(&mut self) {
+        self.ingest.cache.settle(std::mem::take(&mut self.tally));
+        let stats = &self.ingest.stats;
+        for (counter, n) in [
+            (&stats.blacklist_matches, self.blacklisted),
+            (&stats.whitelist_rejects, self.rejected),
+            (&stats.overflow, self.overflow),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 }
 

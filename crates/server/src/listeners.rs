@@ -293,13 +293,14 @@ async fn line_connection(
         let now = now_f64();
         let mut got = false;
         let consumed = {
+            let mut batch = ingest.batch();
             let mut lines = splitter.split(&buf);
             for line in lines.by_ref() {
                 match line {
                     Ok(raw) => match parse_line(raw, now) {
                         Ok(p) => {
                             got = true;
-                            ingest.point(p.name, p.value, p.timestamp);
+                            batch.point(p.name, p.value, p.timestamp);
                         }
                         Err(carbide_protocol::LineError::NanValue) => {}
                         Err(e) => ingest.bad_line(peer, raw, &e),
@@ -335,6 +336,7 @@ async fn pickle_connection(
         let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
         let mut at = 0;
         let mut got = false;
+        let mut batch = ingest.batch();
         loop {
             match decode_frame(&buf[at..], limits.max_frame) {
                 Ok(Some(frame)) => {
@@ -345,7 +347,7 @@ async fn pickle_connection(
                                 match entry {
                                     Ok(p) => {
                                         got = true;
-                                        ingest.point(&p.name, p.value, p.timestamp);
+                                        batch.point(&p.name, p.value, p.timestamp);
                                     }
                                     Err(carbide_protocol::points::EntryError::NanValue) => {}
                                     Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
@@ -364,6 +366,7 @@ async fn pickle_connection(
                 }
             }
         }
+        drop(batch);
         buf.drain(..at);
         clocks.after_read(got, !buf.is_empty());
         if n == 0 {
@@ -392,6 +395,7 @@ async fn protobuf_connection(
         let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
         let mut at = 0;
         let mut got = false;
+        let mut batch = ingest.batch();
         loop {
             match decode_frame(&buf[at..], PROTOBUF_MAX_FRAME) {
                 Ok(Some(frame)) => {
@@ -401,7 +405,7 @@ async fn protobuf_connection(
                                 got = true;
                                 // NaN is dropped silently, as carbon's metricReceived does.
                                 if !p.value.is_nan() {
-                                    ingest.point(p.name, p.value, f64::from(p.timestamp));
+                                    batch.point(p.name, p.value, f64::from(p.timestamp));
                                 }
                             }
                             if let Some(stop) = decoded.stopped_early_at {
@@ -424,6 +428,7 @@ async fn protobuf_connection(
                 }
             }
         }
+        drop(batch);
         buf.drain(..at);
         clocks.after_read(got, !buf.is_empty());
         if n == 0 {
@@ -451,10 +456,11 @@ pub async fn run_udp(socket: UdpSocket, ingest: Arc<Ingest>, mut shutdown: watch
         let now = now_f64();
         match datagram_lines(&buf[..n]) {
             Ok(lines) => {
+                let mut batch = ingest.batch();
                 for line in lines {
                     match parse_line_str(line, now) {
                         Ok(p) => {
-                            ingest.point(p.name, p.value, p.timestamp);
+                            batch.point(p.name, p.value, p.timestamp);
                         }
                         Err(carbide_protocol::LineError::NanValue) => {}
                         Err(e) => ingest.bad_line(&peer, line.as_bytes(), &e),

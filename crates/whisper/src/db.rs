@@ -149,7 +149,17 @@ impl<S: Storage> Whisper<S> {
         }
         let header = Header::parse(&head[..header_len])?;
         header.check_layout(len)?;
-        let bases = vec![Cell::new(None); header.archives.len()];
+        // The header read usually covers the first archive's first slot too: keep its timestamp,
+        // so an update that touches only that archive needs no second read.
+        let bases = header
+            .archives
+            .iter()
+            .map(|a| {
+                let at = a.offset as usize;
+                let ts = head.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok());
+                Cell::new(ts.map(|b| i64::from(u32::from_be_bytes(b))))
+            })
+            .collect();
         Ok(Whisper {
             storage,
             header,
