@@ -401,7 +401,7 @@ fn next_due(server: &StatsdServer, interval_ms: i64) -> i64 {
 /// waits for the next slot when that is the case (at most [`STATSD_SLOT`] seconds; StatsD keeps
 /// receiving meanwhile), unless flushes are more frequent than slots anyway. It is never made
 /// within [`FLUSH_GUARD_MS`] of a periodic flush: it waits for that one to be delivered first.
-fn stop_statsd(server: StatsdServer, track: &FlushTrack, ingest: Arc<Ingest>, interval_ms: i64) {
+fn stop_statsd(mut server: StatsdServer, track: &FlushTrack, ingest: Arc<Ingest>, interval_ms: i64) {
     let give_up = Instant::now()
         + Duration::from_millis(interval_ms.clamp(0, 60_000).unsigned_abs())
         + Duration::from_secs(2 * STATSD_SLOT.unsigned_abs());
@@ -433,6 +433,8 @@ fn stop_statsd(server: StatsdServer, track: &FlushTrack, ingest: Arc<Ingest>, in
         }
         break;
     }
+    // Receivers first: what their sockets already hold goes into the engine before the flush.
+    server.stop_receiving();
     let at = now_ms();
     track
         .closed_from

@@ -3,6 +3,11 @@
 //!
 //! Settings come from an etsy-style JSON config (`--config statsd.json`, etsy's key names), then
 //! the flags, which win. Everything binds loopback unless told otherwise.
+//!
+//! SIGTERM or SIGINT stops the receivers, lets them hand over what their sockets already hold,
+//! then makes one final flush to the graphite destinations and exits: a packet accepted before
+//! the signal is never lost (etsy statsd loses everything since its last flush). The proxy
+//! forwards what its sockets hold, then exits.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -108,8 +113,34 @@ fn options(args: &StatsdArgs) -> Result<ServerOptions> {
     Ok(o)
 }
 
+/// Waits for SIGTERM or SIGINT. The handlers are installed before this returns the waiter, so a
+/// signal sent once the banner is printed is never the default (killing) action.
+fn signal_waiter() -> Result<impl FnOnce()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot start the signal runtime")?;
+    let (mut term, mut int) = {
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        )
+    };
+    Ok(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("statsd: SIGTERM"),
+                _ = int.recv() => tracing::info!("statsd: SIGINT"),
+            }
+        })
+    })
+}
+
 fn run_inner(args: StatsdArgs) -> Result<()> {
     let o = options(&args)?;
+    let wait_for_signal = signal_waiter()?;
     if !args.proxy.is_empty() {
         let listen = o.udp.context("proxy mode needs a UDP address")?;
         let proxy = StatsdProxy::start(ProxyOptions {
@@ -127,7 +158,9 @@ fn run_inner(args: StatsdArgs) -> Result<()> {
             args.proxy.join(",")
         );
         tracing::info!(addr = %proxy.addr(), "statsd proxy is up");
-        proxy.wait();
+        wait_for_signal();
+        // Dropping it stops the receivers after they forwarded what their sockets hold.
+        drop(proxy);
         return Ok(());
     }
     let server = StatsdServer::start(o, None)?;
@@ -139,11 +172,12 @@ fn run_inner(args: StatsdArgs) -> Result<()> {
         show(server.mgmt_addr())
     );
     tracing::info!("statsd server is up");
-    server.wait();
+    wait_for_signal();
+    server.shutdown_with_final_flush();
     Ok(())
 }
 
-/// Runs the server (or proxy) until the process is killed.
+/// Runs the server (or proxy) until SIGTERM or SIGINT.
 pub fn run(args: StatsdArgs) -> ExitCode {
     match run_inner(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,10 +5,16 @@
 //! Linux, see `crate::recv`), and applies the batch under one lock. TCP connections and console sessions get a thread each.
 //! The flush thread sleeps until statsd's aligned flush time, flushes under the lock, then
 //! delivers outside it.
+//!
+//! # Stopping without loss
+//! [`StatsdServer::stop_receiving`] stops the receivers first: each reads what the kernel already
+//! queued on its socket (UDP datagrams, unread TCP bytes), hands it to the engine and ends. Only
+//! then does [`StatsdServer::shutdown_with_final_flush`] take the final flush, so every packet
+//! accepted before the stop is in it.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -54,7 +60,14 @@ pub(crate) struct GraphiteStatus {
 /// What every thread shares.
 pub(crate) struct Shared {
     pub engine: Mutex<Statsd>,
+    /// Every thread ends (the receivers after reading what is queued).
     pub stop: AtomicBool,
+    /// The receivers (UDP, TCP) read what is queued and end; the console and flusher go on.
+    pub stop_receiving: AtomicBool,
+    /// The flush thread makes one last flush when it sees `stop`.
+    pub final_flush: AtomicBool,
+    /// TCP receiver connections still open.
+    pub tcp_active: AtomicUsize,
     pub health_up: AtomicBool,
     pub last_msg_seen: AtomicI64,
     pub startup_s: i64,
@@ -80,11 +93,27 @@ impl Shared {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+
+    fn receiving_stopped(&self) -> bool {
+        self.stop_receiving.load(Ordering::Relaxed) || self.stopping()
+    }
+}
+
+/// Counts a TCP receiver connection as open until dropped.
+struct TcpActive<'a>(&'a AtomicUsize);
+
+impl Drop for TcpActive<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running StatsD server. Dropping it (or [`StatsdServer::shutdown`]) stops every thread.
 pub struct StatsdServer {
     shared: Arc<Shared>,
+    /// UDP receivers and the TCP accept loop.
+    receivers: Vec<JoinHandle<()>>,
+    /// The console and the flusher.
     threads: Vec<JoinHandle<()>>,
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
@@ -142,7 +171,7 @@ pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Joi
 }
 
 fn udp_receiver(sock: UdpSocket, shared: Arc<Shared>) {
-    receive_batches(&sock, &shared.stop, |packets| {
+    receive_batches(&sock, &shared.stop_receiving, |packets| {
         let mut engine = shared.engine();
         for p in packets {
             engine.handle_packet(p);
@@ -155,17 +184,31 @@ fn udp_receiver(sock: UdpSocket, shared: Arc<Shared>) {
     });
 }
 
+/// Which threads' stop flag an accept loop follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Data in: stops with the receivers, counts its connections in `tcp_active`.
+    Receiver,
+    /// The console: stops with everything.
+    Console,
+}
+
 fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     name: &'static str,
+    role: Role,
     serve: fn(TcpStream, Arc<Shared>),
 ) {
     if let Err(e) = listener.set_nonblocking(true) {
         tracing::error!(error = %e, "statsd: cannot poll {name} listener");
         return;
     }
-    while !shared.stopping() {
+    let stopped = |s: &Shared| match role {
+        Role::Receiver => s.receiving_stopped(),
+        Role::Console => s.stopping(),
+    };
+    while !stopped(&shared) {
         match listener.accept() {
             Ok((conn, _)) => {
                 let shared = shared.clone();
@@ -176,7 +219,15 @@ fn accept_loop(
                     tracing::warn!(error = %e, "statsd: {name} connection setup failed");
                     continue;
                 }
+                if role == Role::Receiver {
+                    // Counted before the thread starts, so `stop_receiving` never misses it.
+                    shared.tcp_active.fetch_add(1, Ordering::SeqCst);
+                }
+                let counter = shared.clone();
                 if let Err(e) = spawn(name, move || serve(conn, shared)) {
+                    if role == Role::Receiver {
+                        counter.tcp_active.fetch_sub(1, Ordering::SeqCst);
+                    }
                     tracing::warn!(error = %e, "statsd: {name} connection refused");
                 }
             }
@@ -191,15 +242,20 @@ fn accept_loop(
     }
 }
 
-/// Reads a connection until EOF or stop; `false` from `chunk` closes it.
-pub(crate) fn read_chunks(conn: &mut TcpStream, stop: &AtomicBool, mut chunk: impl FnMut(&[u8]) -> bool) {
+/// Reads a connection until EOF or stop; `false` from `chunk` closes it. True when the peer
+/// closed it (EOF or a read error).
+pub(crate) fn read_chunks(
+    conn: &mut TcpStream,
+    stop: &AtomicBool,
+    mut chunk: impl FnMut(&[u8]) -> bool,
+) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
         match conn.read(&mut buf) {
-            Ok(0) => return,
+            Ok(0) => return true,
             Ok(n) => {
                 if !chunk(&buf[..n]) {
-                    return;
+                    return false;
                 }
             }
             Err(e)
@@ -209,15 +265,17 @@ pub(crate) fn read_chunks(conn: &mut TcpStream, stop: &AtomicBool, mut chunk: im
                         | std::io::ErrorKind::TimedOut
                         | std::io::ErrorKind::Interrupted
                 ) => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
+    false
 }
 
 fn tcp_connection(mut conn: TcpStream, shared: Arc<Shared>) {
+    let _active = TcpActive(&shared.tcp_active);
     let mut framer = TcpFramer::default();
-    let stop = &shared.stop;
-    read_chunks(&mut conn, stop, |chunk| {
+    let overflow = std::cell::Cell::new(false);
+    let mut on_chunk = |chunk: &[u8]| {
         if let Some(packet) = framer.push(chunk) {
             shared.engine().handle_tcp_packet(&packet);
             shared.last_msg_seen.store(now_s(), Ordering::Relaxed);
@@ -228,25 +286,59 @@ fn tcp_connection(mut conn: TcpStream, shared: Arc<Shared>) {
                 limit = MAX_TCP_PENDING,
                 "statsd: TCP line longer than the limit, closing the connection"
             );
+            overflow.set(true);
             return false;
         }
         true
-    });
+    };
+    let eof = read_chunks(&mut conn, &shared.stop_receiving, &mut on_chunk);
+    if !eof && !overflow.get() && shared.receiving_stopped() {
+        // Stopping: what the peer already sent is read, without waiting for more.
+        drain_tcp(&mut conn, &mut on_chunk);
+    }
+}
+
+/// Reads what is already in the socket's buffer, for at most two seconds.
+fn drain_tcp(conn: &mut TcpStream, chunk: &mut impl FnMut(&[u8]) -> bool) {
+    if conn.set_nonblocking(true).is_err() {
+        return;
+    }
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < until {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if !chunk(&buf[..n]) {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn flush_loop(shared: Arc<Shared>, mut sink: Option<Box<dyn FlushSink>>) {
-    loop {
+    'periodic: loop {
         let delay = shared.engine().next_flush_delay_ms(now_ms()).max(0);
         let deadline = Instant::now() + Duration::from_millis(delay.unsigned_abs());
         while Instant::now() < deadline {
             if shared.stopping() {
-                return;
+                break 'periodic;
             }
             std::thread::sleep((deadline - Instant::now()).min(POLL));
         }
         let started = Instant::now();
         let flush = shared.engine().flush_with(now_ms(), FlushTimings::default());
         tracing::debug!(lines = flush.lines.len(), took = ?started.elapsed(), "statsd: flushed");
+        if let Some(sink) = sink.as_mut() {
+            deliver(&shared, sink.as_mut(), &flush);
+        }
+    }
+    if shared.final_flush.load(Ordering::SeqCst) {
+        let flush = shared.engine().flush_with(now_ms(), FlushTimings::default());
+        tracing::info!(lines = flush.lines.len(), "statsd: final flush");
         if let Some(sink) = sink.as_mut() {
             deliver(&shared, sink.as_mut(), &flush);
         }
@@ -293,6 +385,9 @@ impl StatsdServer {
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
             stop: AtomicBool::new(false),
+            stop_receiving: AtomicBool::new(false),
+            final_flush: AtomicBool::new(false),
+            tcp_active: AtomicUsize::new(0),
             health_up: AtomicBool::new(options.health_up),
             last_msg_seen: AtomicI64::new(startup_s),
             startup_s,
@@ -312,6 +407,7 @@ impl StatsdServer {
         });
         let mut server = StatsdServer {
             shared: shared.clone(),
+            receivers: Vec::new(),
             threads: Vec::new(),
             udp: None,
             tcp: None,
@@ -323,7 +419,7 @@ impl StatsdServer {
             for sock in socks {
                 let shared = shared.clone();
                 server
-                    .threads
+                    .receivers
                     .push(spawn("statsd-udp", move || udp_receiver(sock, shared))?);
             }
         }
@@ -338,8 +434,8 @@ impl StatsdServer {
             let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
             server.tcp = listener.local_addr().ok();
             let shared = shared.clone();
-            server.threads.push(spawn("statsd-tcp", move || {
-                accept_loop(listener, shared, "statsd-tcp", tcp_connection)
+            server.receivers.push(spawn("statsd-tcp", move || {
+                accept_loop(listener, shared, "statsd-tcp", Role::Receiver, tcp_connection)
             })?);
         }
         if let Some(addr) = options.mgmt {
@@ -347,7 +443,13 @@ impl StatsdServer {
             server.mgmt = listener.local_addr().ok();
             let shared = shared.clone();
             server.threads.push(spawn("statsd-mgmt", move || {
-                accept_loop(listener, shared, "statsd-mgmt", crate::admin::session)
+                accept_loop(
+                    listener,
+                    shared,
+                    "statsd-mgmt",
+                    Role::Console,
+                    crate::admin::session,
+                )
             })?);
         }
         let flusher = shared.clone();
@@ -390,19 +492,42 @@ impl StatsdServer {
     /// Blocks until every thread has ended (they end only after [`StatsdServer::shutdown`]
     /// from another handle, so the CLI uses this to run forever).
     pub fn wait(mut self) {
-        for t in self.threads.drain(..) {
+        for t in self.receivers.drain(..).chain(self.threads.drain(..)) {
             let _ = t.join();
         }
     }
 
-    /// Stops the listeners and the flush timer (no final flush: etsy has none) and joins them.
+    /// Stops the receivers, after each has handed the engine what its socket already held (UDP
+    /// datagrams queued in the kernel, unread TCP bytes), and waits for them: after this the
+    /// engine holds every packet accepted before the call, and nothing more arrives. The console
+    /// and the periodic flushes go on. Waits at most a few seconds for TCP connections.
+    pub fn stop_receiving(&mut self) {
+        self.shared.stop_receiving.store(true, Ordering::SeqCst);
+        for t in self.receivers.drain(..) {
+            let _ = t.join();
+        }
+        let until = Instant::now() + Duration::from_secs(3);
+        while self.shared.tcp_active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The orderly stop: [`StatsdServer::stop_receiving`], then one last flush of everything
+    /// counted since the previous one, delivered to the sink, then the rest of the threads.
+    pub fn shutdown_with_final_flush(mut self) {
+        self.stop_receiving();
+        self.shared.final_flush.store(true, Ordering::SeqCst);
+        self.stop_threads();
+    }
+
+    /// Stops every thread with no final flush (etsy makes none on SIGTERM) and joins them.
     pub fn shutdown(mut self) {
         self.stop_threads();
     }
 
     fn stop_threads(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.receivers.drain(..).chain(self.threads.drain(..)) {
             let _ = t.join();
         }
     }
