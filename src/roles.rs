@@ -3,7 +3,7 @@
 //! embedded defaults and shares the signal loop.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +73,13 @@ fn load_policy(settings: &CarbonSettings) -> Result<(ConfigPolicy, Lists)> {
     };
     let mut lists = Lists::default();
     let bl = settings.blacklist_path();
-    if let Some(text) = read_optional(&bl)? {
+    // carbon reads blacklist.conf only with USE_WHITELIST (service.py), so a drop-in must ignore
+    // it otherwise: dropping names carbon stores would lose data the day the binary is swapped.
+    if !settings.use_whitelist {
+        if Path::new(&bl).exists() {
+            tracing::warn!("{bl}: ignored, as carbon ignores it, because USE_WHITELIST is off");
+        }
+    } else if let Some(text) = read_optional(&bl)? {
         lists.blacklist = Some(parse_regex_list(&bl, &text)?.0);
     }
     if settings.use_whitelist {

@@ -173,3 +173,21 @@ fn probe_until_within(s: &Server, prefix: &str, want: &[(u32, u32)], t: i64, lim
         s.log()
     );
 }
+
+/// carbon reads blacklist.conf only when USE_WHITELIST is on: with it off, a blacklisted name is
+/// stored by carbon-cache, and so by carbide (dropping it would lose data on the day of the swap).
+#[test]
+fn a_blacklist_without_use_whitelist_is_ignored_as_carbon_ignores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in [Kind::Carbide, Kind::Carbon] {
+        let dir = tmp.path().join(format!("{kind:?}"));
+        let ports = cache_common::Ports::free();
+        cache_common::write_conf(&dir, ports, "");
+        std::fs::write(dir.join("conf").join("blacklist.conf"), "^bl\\.blocked\\.\n").unwrap();
+        let s = Server::start_with(kind, &dir, ports, &[]);
+        let t = cache_common::now() - 30;
+        send(s.ports.line, format!("bl.blocked.x 1 {t}\n").as_bytes());
+        let p = wsp_path(&s.whisper(), "bl.blocked.x");
+        wait_until(Duration::from_secs(60), &format!("{kind:?} stores bl.blocked.x"), || p.exists());
+    }
+}
