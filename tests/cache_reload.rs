@@ -188,6 +188,10 @@ fn a_blacklist_without_use_whitelist_is_ignored_as_carbon_ignores_it() {
         let t = cache_common::now() - 30;
         send(s.ports.line, format!("bl.blocked.x 1 {t}\n").as_bytes());
         let p = wsp_path(&s.whisper(), "bl.blocked.x");
-        wait_until(Duration::from_secs(60), &format!("{kind:?} stores bl.blocked.x"), || p.exists());
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{kind:?} stores bl.blocked.x"),
+            || p.exists(),
+        );
     }
 }
