@@ -106,3 +106,33 @@ fn a_damaged_dump_is_replayed_where_readable_and_kept_aside() {
     assert_eq!(aside.len(), 2, "{aside:?}");
     assert!(aside.iter().any(|p| std::fs::read(p).unwrap() == vec![0u8; 4096]));
 }
+
+/// A dump bigger than MAX_CACHE_SIZE (a shutdown under a backlog) replays whole: the writers run
+/// while it is read and make room, no point is refused, and the dump is removed, not kept aside.
+#[test]
+fn a_dump_bigger_than_the_cache_replays_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("carbide");
+    let ports = Ports::free();
+    write_conf(&dir, ports, "MAX_CACHE_SIZE = 1000");
+    let whisper = dir.join("whisper");
+    let dump = whisper.join(".carbide-cache-a.dump");
+    let t = cache_common::now() - 3000;
+    let mut text = String::new();
+    for m in 0..50 {
+        for i in 0..100 {
+            text.push_str(&format!("dump.big.m{m} {i} {}\n", t + i));
+        }
+    }
+    std::fs::write(&dump, text).unwrap();
+    let _s = Server::start_with(Kind::Carbide, &dir, ports, &[]);
+    let now = cache_common::now() + 1;
+    wait_until(Duration::from_secs(60), "all 5 000 dumped points on disk", || {
+        (0..50).all(|m| points_of(&whisper, &format!("dump.big.m{m}"), now).len() == 100)
+    });
+    assert!(!dump.exists(), "the dump was not removed after a full replay");
+    assert!(
+        kept_aside(&whisper).is_empty(),
+        "a complete replay was kept aside"
+    );
+}

@@ -23,6 +23,10 @@ use crate::ingest::{Ingest, Lists};
 use crate::listeners::{ReceiverLimits, Wire, run_tcp, run_udp};
 use crate::selfmetrics::Reporter;
 
+/// How long replaying a dump waits for the writers to make room in a full cache before it gives
+/// up on the rest (which is then kept aside with the dump, not lost).
+const REPLAY_ROOM_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// storage-schemas.conf and storage-aggregation.conf as the writers' policy.
 pub struct ConfigPolicy {
     /// Schemas, first match wins.
@@ -192,10 +196,6 @@ impl CacheRole {
     pub async fn start(opts: RoleOptions) -> std::io::Result<CacheRole> {
         std::fs::create_dir_all(&opts.data_dir)?;
         let cache = Arc::new(Cache::new(opts.cache.clone()));
-        let replayed = crate::dump::replay(&opts.dump_path, &cache)?;
-        if replayed > 0 {
-            tracing::info!(points = replayed, dump = %opts.dump_path.display(), "replayed the shutdown dump");
-        }
         let persister = Arc::new(WhisperPersister::new(
             opts.data_dir.clone(),
             opts.policy.clone(),
@@ -214,6 +214,23 @@ impl CacheRole {
             opts.writers,
             opts.max_updates_per_second,
         )?;
+        // Replayed with the writers running, so a dump bigger than MAX_CACHE_SIZE goes in whole:
+        // when the cache is full, the writers write (throttles lifted) until there is room.
+        let make_room = |c: &Cache| {
+            pool.flush();
+            let asked = Instant::now();
+            while c.should_pause() {
+                if asked.elapsed() > REPLAY_ROOM_TIMEOUT {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            true
+        };
+        let replayed = crate::dump::replay(&opts.dump_path, &cache, &make_room)?;
+        if replayed > 0 {
+            tracing::info!(points = replayed, dump = %opts.dump_path.display(), "replayed the shutdown dump");
+        }
         let ingest = Arc::new(Ingest::new(cache.clone()).with_stage(opts.stage.clone()));
         ingest.set_lists(opts.lists);
         let space = Arc::new(Notify::new());

@@ -80,7 +80,12 @@ fn keep_aside(path: &Path) -> io::Result<std::path::PathBuf> {
 /// (the first few logged with their line numbers), and the file is renamed aside
 /// (`<dump>.corrupt-<unix time>`) with an error in the log, never silently deleted. Replaying it
 /// again later (e.g. to the line port) is safe: a point for a timestamp already stored overwrites.
-pub fn replay(path: &Path, cache: &Cache) -> io::Result<usize> {
+///
+/// A dump bigger than MAX_CACHE_SIZE still replays whole: when the cache is full, `make_room`
+/// is called (the writers are already running; it waits until they have written enough) and the
+/// point is tried again. Only when it returns false (it gave up) are points refused, and then the
+/// dump is kept aside like a damaged one.
+pub fn replay(path: &Path, cache: &Cache, make_room: &dyn Fn(&Cache) -> bool) -> io::Result<usize> {
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -106,10 +111,16 @@ pub fn replay(path: &Path, cache: &Cache) -> io::Result<usize> {
         }
         lineno += 1;
         match parse_dump_line(&raw) {
-            Ok((name, v, ts)) => match cache.insert(name, ts, v) {
-                Ok(()) => n += 1,
-                Err(_) => refused += 1,
-            },
+            Ok((name, v, ts)) => {
+                if cache.should_pause() && !make_room(cache) {
+                    refused += 1;
+                    continue;
+                }
+                match cache.insert(name, ts, v) {
+                    Ok(()) => n += 1,
+                    Err(_) => refused += 1,
+                }
+            }
             Err(why) => {
                 bad += 1;
                 if bad <= LOGGED_BAD_LINES {
@@ -170,7 +181,7 @@ mod tests {
         ];
         assert_eq!(write(&p, &pts).ok(), Some(4));
         let cache = Cache::new(CacheConfig::default());
-        assert_eq!(replay(&p, &cache).ok(), Some(4));
+        assert_eq!(replay(&p, &cache, &|_| false).ok(), Some(4));
         assert_eq!(cache.get("a.b"), pts[0].1);
         assert_eq!(cache.get("c;t=v"), vec![(40, 7.0)]);
         assert!(!p.exists());
@@ -184,7 +195,7 @@ mod tests {
             b"a.b 1 10\n\xff\xfe 2 20\nc.d x 30\n\ne.f 4 40 extra\ng.h nan 50\na.b 6 60\nz.z 7 7".to_vec();
         std::fs::write(&p, &bytes).unwrap_or_else(|e| panic!("{e}"));
         let cache = Cache::new(CacheConfig::default());
-        assert_eq!(replay(&p, &cache).ok(), Some(2));
+        assert_eq!(replay(&p, &cache, &|_| false).ok(), Some(2));
         assert_eq!(cache.get("a.b"), vec![(10, 1.0), (60, 6.0)]);
         assert!(cache.get("z.z").is_empty(), "a truncated last line was replayed");
         assert!(!p.exists());
@@ -201,7 +212,7 @@ mod tests {
         assert_eq!(std::fs::read(&kept[0]).ok(), Some(bytes));
         // A second damaged dump in the same second gets its own name.
         std::fs::write(&p, b"\0\0\0").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(replay(&p, &cache).ok(), Some(0));
+        assert_eq!(replay(&p, &cache, &|_| false).ok(), Some(0));
         assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).ok(), Some(2));
     }
 }
