@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Plaintext protocol port (UDP); off unless given.
     #[arg(long)]
     udp_port: Option<u16>,
+    /// carbon's protobuf receiver port (carbon.Payload frames); off unless given, as in carbon.
+    #[arg(long)]
+    protobuf_port: Option<u16>,
     /// Pickle protocol port; 0 turns it off.
     #[arg(long, default_value_t = 2004)]
     pickle_port: u16,
@@ -164,7 +167,7 @@ fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
         line_tcp: at(args.line_port),
         line_udp: args.udp_port.and_then(at),
         pickle: at(args.pickle_port),
-        protobuf: None,
+        protobuf: args.protobuf_port.and_then(at),
         carbonlink: at(args.carbonlink_port),
         admin: (args.admin_port != 0).then(|| SocketAddr::from(([127, 0, 0, 1], args.admin_port))),
         cache: CacheConfig::default(),

@@ -511,3 +511,68 @@ fn serve_refuses_a_busy_web_port_and_a_zero_flush_interval() {
     let err = refused(&data, ServePorts::free(), &["--statsd-flush-interval=0"]);
     assert!(err.contains("statsd-flush-interval"), "{err}");
 }
+
+/// Appends `v` as a protobuf varint.
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One carbon.Payload frame (4-byte length, then `Payload { Metric { metric, Point {ts, v} } }`)
+/// built field by field from carbon.proto, as carbon's protobuf clients send it.
+fn protobuf_frame(name: &str, ts: u32, value: f64) -> Vec<u8> {
+    let mut point = vec![0x08];
+    varint(&mut point, u64::from(ts));
+    point.push(0x11);
+    point.extend_from_slice(&value.to_le_bytes());
+    let mut metric = vec![0x0a];
+    varint(&mut metric, name.len() as u64);
+    metric.extend_from_slice(name.as_bytes());
+    metric.push(0x12);
+    varint(&mut metric, point.len() as u64);
+    metric.extend_from_slice(&point);
+    let mut payload = vec![0x0a];
+    varint(&mut payload, metric.len() as u64);
+    payload.extend_from_slice(&metric);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// The receivers carbon has off by default are there in serve when asked for: plaintext over UDP
+/// and the protobuf receiver.
+#[test]
+fn serve_takes_udp_and_protobuf_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ports = ServePorts::free();
+    let udp = free_udp_port();
+    let protobuf = free_port();
+    let serve = Serve::start(
+        &data,
+        ports,
+        &[
+            &format!("--udp-port={udp}"),
+            &format!("--protobuf-port={protobuf}"),
+        ],
+    );
+    let p = serve.ports;
+    wait_until(Duration::from_secs(30), "web API up", || {
+        TcpStream::connect(("127.0.0.1", p.web)).is_ok()
+    });
+    let t = now() - 60;
+    let t = t - t % 10;
+    send(protobuf, &protobuf_frame("serve.pb.m", t as u32, 2.5));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(format!("serve.udp.m 4 {t}\n").as_bytes(), ("127.0.0.1", udp))
+        .unwrap();
+    within(Duration::from_secs(10), "the protobuf point in /render", || {
+        render(p.web, "serve.pb.m", t - 60, t + 60) == vec![(t, 2.5)]
+    });
+    within(Duration::from_secs(10), "the udp point in /render", || {
+        render(p.web, "serve.udp.m", t - 60, t + 60) == vec![(t, 4.0)]
+    });
+}
