@@ -18,7 +18,8 @@
 //!
 //! Run: `cargo bench --bench relay` (needs `scripts/install-test-deps.sh` for carbon-c-relay).
 //! Knobs: BENCH_LINES (5000000), BENCH_METRICS (100000), BENCH_CONNECTIONS (2), BENCH_ROUNDS (3),
-//! BENCH_QUEUE (250000), BENCH_BATCH (2500), BENCH_ONLY (`carbide` or `c-relay`).
+//! BENCH_QUEUE (250000), BENCH_BATCH (2500), BENCH_ONLY (`carbide` or `c-relay`),
+//! BENCH_CARBIDE_ARGS (extra `carbide relay` arguments, for comparing its options).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
 
@@ -265,6 +266,7 @@ CARBON_METRIC_INTERVAL = 0
             .arg("--spool-dir")
             .arg(dir.join("spool"))
             .arg("--no-admin")
+            .args(std::env::var("BENCH_CARBIDE_ARGS").unwrap_or_default().split_whitespace())
             .env("CARBIDE_LOG", "warn")
             .env("TOKIO_WORKER_THREADS", WORKERS.to_string())
             .stdin(Stdio::null())
