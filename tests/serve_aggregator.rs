@@ -11,12 +11,19 @@
 //! same aggregates and no raw point at all, as carbon does without FORWARD_ALL.
 //!
 //! Frequencies are 10 s and 20 s so that every interval is one slot of serve's 10 s retention.
+//!
+//! Without an oracle: points from every receiver — line, pickle, UDP — and StatsD's flushes (which
+//! carbon would receive over TCP) all pass `[pre]` and the aggregator, and what the aggregator
+//! still holds at SIGTERM is computed into whisper before the process exits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cache_common;
 mod relay_common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -266,4 +273,82 @@ fn serve_refuses_a_missing_or_malformed_rules_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("aggregation-rules.conf:3"), "{err}");
+}
+
+#[test]
+fn every_receiver_and_statsd_flushes_go_through_the_aggregator() {
+    use cache_common::{Ts, free_udp_port, pickle_frame};
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("aggregation-rules.conf");
+    let rewrite = tmp.path().join("rewrite-rules.conf");
+    std::fs::write(
+        &rules,
+        "in.sum (60) = sum in.*\nagg.statsd.<x> (60) = sum stats_counts.<x>\n",
+    )
+    .unwrap();
+    std::fs::write(&rewrite, "[pre]\n^pre\\. = in.\n").unwrap();
+    let data = tmp.path().join("data");
+    let (line, pickle, udp) = (free_port(), free_port(), free_udp_port());
+    // StatsD needs the port free for both UDP and TCP.
+    let statsd = loop {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
+    let mut g = Guard(
+        Command::new(env!("CARGO_BIN_EXE_carbide"))
+            .arg("serve")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--line-port={line}"))
+            .arg(format!("--pickle-port={pickle}"))
+            .arg(format!("--udp-port={udp}"))
+            .arg(format!("--statsd-port={statsd}"))
+            .args([
+                "--carbonlink-port=0",
+                "--admin-port=0",
+                "--web-port=0",
+                "--statsd-admin-port=0",
+                "--statsd-flush-interval=1000",
+                "--metric-interval=0",
+                "--forward-all=false",
+            ])
+            .arg("--aggregation-rules")
+            .arg(&rules)
+            .arg("--rewrite-rules")
+            .arg(&rewrite)
+            .env("CARBIDE_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(line, &mut g, "carbide serve");
+    wait_port(pickle, &mut g, "carbide serve (pickle)");
+    // A slot well inside the 60 s interval, so all three land in one.
+    let t = now() - now().rem_euclid(60) - 60;
+    send_all(&[line], &format!("in.line 1 {t}\n"));
+    let mut s = TcpStream::connect(("127.0.0.1", pickle)).unwrap();
+    s.write_all(&pickle_frame(&[("pre.pickle", Ts::Int(t as i32), 2.0)]))
+        .unwrap();
+    drop(s);
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(format!("in.udp 4 {t}\n").as_bytes(), ("127.0.0.1", udp))
+        .unwrap();
+    u.send_to(b"hits:5|c", ("127.0.0.1", statsd)).unwrap();
+    // Two StatsD flushes (1 s apart) carry the counter; then SIGTERM computes what is pending.
+    std::thread::sleep(Duration::from_millis(2500));
+    stop(g);
+    let sum = slots(&data, "in.sum", t - 60);
+    assert_eq!(sum, BTreeMap::from([(t, 7.0)]), "line + pickle ([pre]) + UDP");
+    let hits: f64 = slots(&data, "agg.statsd.hits", now() - 600).values().sum();
+    assert_eq!(hits, 5.0, "StatsD's flushes were aggregated");
+    for raw in [
+        "in.line",
+        "in.pickle",
+        "pre.pickle",
+        "in.udp",
+        "stats_counts.hits",
+    ] {
+        assert!(!wsp(&data, raw).exists(), "{raw} stored without FORWARD_ALL");
+    }
 }
