@@ -352,3 +352,38 @@ fn every_receiver_and_statsd_flushes_go_through_the_aggregator() {
         assert!(!wsp(&data, raw).exists(), "{raw} stored without FORWARD_ALL");
     }
 }
+
+#[test]
+fn sighup_rereads_the_rules_in_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("aggregation-rules.conf"), "first (60) = sum in.*\n").unwrap();
+    std::fs::write(conf.join("rewrite-rules.conf"), "").unwrap();
+    let data = tmp.path().join("data");
+    let line = free_port();
+    let g = start_serve(&data, &conf, line, &["--forward-all=false"]);
+    let t = now() - now().rem_euclid(60) - 60;
+    send_all(&[line], &format!("in.a 1 {t}\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    // New rules clear the buffers, as carbon's do: `first` never sees a value computed.
+    std::fs::write(conf.join("aggregation-rules.conf"), "second (60) = max in.*\n").unwrap();
+    std::fs::write(conf.join("rewrite-rules.conf"), "[pre]\n^raw\\. = in.\n").unwrap();
+    let pid = g.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    send_all(&[line], &format!("in.a 3 {t}\nraw.b 5 {t}\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    stop(g);
+    assert_eq!(slots(&data, "second", t - 60), BTreeMap::from([(t, 5.0)]));
+    assert!(
+        !wsp(&data, "first").exists(),
+        "the old rules' buffers were cleared"
+    );
+}
