@@ -12,7 +12,7 @@ use carbide_config::carbon_conf::RelayMethod;
 use carbide_config::{
     CarbonSettings, ConfigEnv, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules,
 };
-use carbide_relay::pipeline::{Pipeline, RulePaths};
+use carbide_relay::pipeline::{Pipeline, PipelineSettings, RulePaths};
 use carbide_relay::router::Router;
 use carbide_relay::service::{Figures, Options, Role, Running, start};
 use carbide_server::prometheus::{Exposition, Kind};
@@ -402,8 +402,11 @@ pub fn aggregator(args: RelayArgs) -> ExitCode {
                 aggregation: Some(PathBuf::from(settings.aggregation_rules_path())),
                 rewrite: Some(PathBuf::from(settings.rewrite_rules_path())),
             },
-            settings.forward_all,
-            settings.max_aggregation_intervals,
+            PipelineSettings {
+                forward_all: settings.forward_all,
+                max_intervals: settings.max_aggregation_intervals,
+                write_back_frequency: settings.write_back_frequency,
+            },
         )?;
         let router = Router::from_settings(&settings, None, vec![])?;
         let opts = options(&args, &settings, "aggregator");

@@ -39,7 +39,7 @@ use anyhow::{Context, Result};
 use carbide_cache::persist::WhisperSettings;
 use carbide_cache::{Cache, CacheConfig};
 use carbide_config::{AggregationSchemas, parse_storage_schemas};
-use carbide_relay::pipeline::{Pipeline, RulePaths};
+use carbide_relay::pipeline::{Pipeline, PipelineSettings, RulePaths};
 use carbide_server::cache_role::{ConfigPolicy, RoleOptions};
 use carbide_server::ingest::{Ingest, Lists, Stage};
 use carbide_server::listeners::ReceiverLimits;
@@ -295,7 +295,14 @@ fn open_pipeline(args: &ServeArgs) -> Result<Option<Arc<Pipeline>>> {
         aggregation: args.aggregation_rules.clone(),
         rewrite: args.rewrite_rules.clone(),
     };
-    let pipeline = Pipeline::open(paths, args.forward_all, args.max_aggregation_intervals)?;
+    let pipeline = Pipeline::open(
+        paths,
+        PipelineSettings {
+            forward_all: args.forward_all,
+            max_intervals: args.max_aggregation_intervals,
+            write_back_frequency: None,
+        },
+    )?;
     if !args.forward_all {
         tracing::info!("--forward-all false: only aggregates are stored");
     }

@@ -5,7 +5,8 @@
 //! - a metric's buffer takes the frequency and method of the first rule that created it, and keeps
 //!   them until the buffer is removed;
 //! - interval = timestamp − timestamp mod frequency; the output timestamp is the interval start;
-//! - every `frequency` seconds (counted from the buffer's creation) each interval that received a
+//! - every `frequency` seconds — or WRITE_BACK_FREQUENCY when that is shorter — counted from the
+//!   buffer's creation, each interval that received a
 //!   value since the last computation is emitted with the method over *all* its values so far (late
 //!   data re-emits the interval), then marked inactive;
 //! - intervals older than current − MAX_AGGREGATION_INTERVALS × frequency are removed after that
@@ -39,6 +40,8 @@ struct Interval {
 #[derive(Debug)]
 struct MetricBuffer {
     frequency: i64,
+    /// Seconds between computations: `frequency`, or WRITE_BACK_FREQUENCY when shorter.
+    compute_every: f64,
     method: RuleMethod,
     /// In creation order, as Python's dict iterates.
     intervals: Vec<Interval>,
@@ -53,6 +56,7 @@ pub struct Buffers {
     rewrite: RewriteRules,
     forward_all: bool,
     max_intervals: i64,
+    write_back: Option<f64>,
     buffers: HashMap<String, MetricBuffer>,
     /// Points that matched no rule (LOG_AGGREGATOR_MISSES counts them).
     pub misses: u64,
@@ -80,9 +84,18 @@ impl Buffers {
             rewrite,
             forward_all,
             max_intervals: i64::try_from(max_intervals).unwrap_or(i64::MAX / 4),
+            write_back: None,
             buffers: HashMap::new(),
             misses: 0,
         }
+    }
+
+    /// WRITE_BACK_FREQUENCY: buffers made from now on compute every `min(it, frequency)` seconds
+    /// (carbon's `configure_aggregation`); `None`, or a value that is not a positive number of
+    /// seconds, leaves them at their rule's frequency.
+    pub fn with_write_back_frequency(mut self, seconds: Option<f64>) -> Buffers {
+        self.write_back = seconds.filter(|s| s.is_finite() && *s > 0.0);
+        self
     }
 
     /// Replaces the rules (aggregation-rules.conf changed) and, as carbon does, clears every
@@ -110,6 +123,7 @@ impl Buffers {
     /// Feeds one point received at `now`.
     pub fn input(&mut self, name: &str, value: f64, timestamp: f64, now: f64) -> Forward {
         let name = RewriteRules::apply(&self.rewrite.pre, name);
+        let write_back = self.write_back;
         let mut produced: Vec<String> = Vec::new();
         for rule in &self.rules {
             let Some(agg) = rule.aggregate_metric(&name) else {
@@ -117,11 +131,13 @@ impl Buffers {
             };
             let buf = self.buffers.entry(agg.clone()).or_insert_with(|| {
                 let frequency = i64::try_from(rule.frequency.max(1)).unwrap_or(i64::MAX / 4);
+                let compute_every = write_back.map_or(frequency as f64, |w| w.min(frequency as f64));
                 MetricBuffer {
                     frequency,
+                    compute_every,
                     method: rule.method,
                     intervals: Vec::new(),
-                    next_compute: now + frequency as f64,
+                    next_compute: now + compute_every,
                 }
             });
             let ts = timestamp.floor() as i64;
@@ -161,7 +177,7 @@ impl Buffers {
                 return true;
             }
             while buf.next_compute <= now {
-                buf.next_compute += buf.frequency as f64;
+                buf.next_compute += buf.compute_every;
             }
             let current = now_i - now_i.rem_euclid(buf.frequency);
             let threshold = current.saturating_sub(max_intervals.saturating_mul(buf.frequency));
@@ -249,6 +265,49 @@ mod tests {
             vec![(990, 13.0)],
             "all values of the interval, not just the late one"
         );
+    }
+
+    #[test]
+    fn write_back_frequency_computes_partial_intervals_sooner() {
+        let (rules, _) = parse_aggregation_rules("a.conf", "<a>.sum (60) = sum <a>.*\n").unwrap();
+        let mut b =
+            Buffers::new(rules, RewriteRules::default(), false, 5).with_write_back_frequency(Some(10.0));
+        b.input("x.1", 1.0, 1200.0, 1000.0);
+        let mut out = vec![];
+        b.tick(1009.9, &mut out);
+        assert!(out.is_empty());
+        b.tick(1010.0, &mut out);
+        assert_eq!(
+            out,
+            vec![Output {
+                name: "x.sum".into(),
+                timestamp: 1200,
+                value: 1.0
+            }]
+        );
+        b.input("x.2", 2.0, 1210.0, 1015.0);
+        out.clear();
+        b.tick(1020.0, &mut out);
+        assert_eq!(
+            out,
+            vec![Output {
+                name: "x.sum".into(),
+                timestamp: 1200,
+                value: 3.0
+            }],
+            "re-emitted whole"
+        );
+        // Longer than the frequency: the frequency wins (min), and junk is ignored.
+        for wb in [Some(600.0), Some(0.0), Some(f64::NAN), None] {
+            let (rules, _) = parse_aggregation_rules("a.conf", "<a>.sum (60) = sum <a>.*\n").unwrap();
+            let mut b = Buffers::new(rules, RewriteRules::default(), false, 5).with_write_back_frequency(wb);
+            b.input("x.1", 1.0, 1200.0, 1000.0);
+            let mut out = vec![];
+            b.tick(1059.0, &mut out);
+            assert!(out.is_empty(), "{wb:?}");
+            b.tick(1060.0, &mut out);
+            assert_eq!(out.len(), 1, "{wb:?}");
+        }
     }
 
     #[test]

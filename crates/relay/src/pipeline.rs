@@ -62,6 +62,17 @@ pub struct RulePaths {
     pub rewrite: Option<PathBuf>,
 }
 
+/// carbon.conf's aggregator settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineSettings {
+    /// FORWARD_ALL: received points go on (under their `[post]` name) besides being aggregated.
+    pub forward_all: bool,
+    /// MAX_AGGREGATION_INTERVALS: how many past intervals a late point can still update.
+    pub max_intervals: u64,
+    /// WRITE_BACK_FREQUENCY: compute at least this often (seconds), partial intervals included.
+    pub write_back_frequency: Option<f64>,
+}
+
 /// The aggregation buffers behind a lock, the rule files they came from, and what they emitted.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -87,8 +98,9 @@ impl Pipeline {
     }
 
     /// Reads both files (a missing one means no rules of that kind; a malformed one is an error
-    /// naming file:line) and builds the pipeline with FORWARD_ALL and MAX_AGGREGATION_INTERVALS.
-    pub fn open(paths: RulePaths, forward_all: bool, max_intervals: u64) -> Result<Pipeline, RelayError> {
+    /// naming file:line) and builds the pipeline with FORWARD_ALL, MAX_AGGREGATION_INTERVALS and
+    /// WRITE_BACK_FREQUENCY.
+    pub fn open(paths: RulePaths, settings: PipelineSettings) -> Result<Pipeline, RelayError> {
         let seen = [&paths.aggregation, &paths.rewrite].map(|p| p.as_deref().and_then(mtime));
         let rules = match &paths.aggregation {
             Some(p) => parse_aggregation(p)?,
@@ -98,7 +110,9 @@ impl Pipeline {
             Some(p) => parse_rewrite(p)?,
             None => carbide_config::RewriteRules::default(),
         };
-        let mut pipeline = Pipeline::new(Buffers::new(rules, rewrite, forward_all, max_intervals), paths);
+        let buffers = Buffers::new(rules, rewrite, settings.forward_all, settings.max_intervals)
+            .with_write_back_frequency(settings.write_back_frequency);
+        let mut pipeline = Pipeline::new(buffers, paths);
         // The mtimes from before the read: an edit made while reading is picked up by the poll.
         pipeline.seen = Mutex::new(seen);
         Ok(pipeline)
@@ -198,6 +212,14 @@ impl Pipeline {
 mod tests {
     use super::*;
 
+    fn settings(forward_all: bool) -> PipelineSettings {
+        PipelineSettings {
+            forward_all,
+            max_intervals: 5,
+            write_back_frequency: None,
+        }
+    }
+
     fn write(p: &Path, text: &str) {
         std::fs::write(p, text).unwrap();
     }
@@ -213,8 +235,7 @@ mod tests {
                 aggregation: Some(a),
                 rewrite: Some(r),
             },
-            true,
-            5,
+            settings(true),
         )
         .unwrap();
         let now = now_f64().floor();
@@ -242,8 +263,7 @@ mod tests {
                 aggregation: Some(a),
                 rewrite: None,
             },
-            false,
-            5,
+            settings(false),
         )
         .unwrap();
         assert_eq!(p.input("a.1", 1.0, 1000.0), None);
@@ -260,13 +280,13 @@ mod tests {
             aggregation: Some(a.clone()),
             rewrite: None,
         };
-        let p = Pipeline::open(paths.clone(), false, 5).unwrap();
+        let p = Pipeline::open(paths.clone(), settings(false)).unwrap();
         write(&a, "<x>.sum (60) = sum <x>.*\nnot a rule\n");
         let e = p.reload(true).unwrap_err().to_string();
         assert!(e.contains("agg.conf:2"), "{e}");
         assert!(p.input("a.1", 1.0, 1000.0).is_none());
         assert_eq!(p.buffers(), 1, "the old rule still aggregates");
-        let e = Pipeline::open(paths, false, 5).unwrap_err().to_string();
+        let e = Pipeline::open(paths, settings(false)).unwrap_err().to_string();
         assert!(e.contains("agg.conf:2"), "{e}");
     }
 }
