@@ -45,7 +45,8 @@ pub struct RelayArgs {
     shutdown_timeout: u64,
     /// Admin HTTP address serving Prometheus `/metrics` (per-destination sent, queued, spilled,
     /// dropped, connection state); default 127.0.0.1:7081 for the relay, 127.0.0.1:7082 for the
-    /// aggregator. Loopback unless you say otherwise.
+    /// aggregator. Loopback unless you say otherwise. A given address that cannot be bound stops
+    /// the start; the default one only logs a warning (a second instance on the same host).
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// No admin HTTP endpoint.
@@ -304,7 +305,7 @@ async fn run_until_signalled(
     role: Role,
     opts: Options,
     grace: Duration,
-    admin: Option<SocketAddr>,
+    admin: Option<Admin>,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let what = match role {
@@ -314,8 +315,12 @@ async fn run_until_signalled(
     let running = start(&settings, router, role, opts).await?;
     let (stop_admin, stopped) = tokio::sync::oneshot::channel();
     let admin_task = match admin {
-        Some(a) => match start_admin(a, &running, stopped).await {
+        Some(a) => match start_admin(a.addr, &running, stopped).await {
             Ok(t) => Some(t),
+            Err(e) if !a.explicit => {
+                tracing::warn!("{e:#}; no /metrics (give --admin ADDR, or --no-admin)");
+                None
+            }
             Err(e) => {
                 running.shutdown(grace).await;
                 return Err(e);
@@ -347,15 +352,25 @@ async fn run_until_signalled(
     Ok(())
 }
 
+/// Where `/metrics` is served, and whether the operator chose it.
+#[derive(Debug, Clone, Copy)]
+struct Admin {
+    addr: SocketAddr,
+    explicit: bool,
+}
+
 /// `--admin`, else loopback on the role's default port, unless `--no-admin`.
-fn admin_addr(args: &RelayArgs, default_port: u16) -> Option<SocketAddr> {
+fn admin_addr(args: &RelayArgs, default_port: u16) -> Option<Admin> {
     if args.no_admin {
         return None;
     }
-    Some(
-        args.admin
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port))),
-    )
+    Some(match args.admin {
+        Some(addr) => Admin { addr, explicit: true },
+        None => Admin {
+            addr: SocketAddr::from(([127, 0, 0, 1], default_port)),
+            explicit: false,
+        },
+    })
 }
 
 fn finish(r: Result<()>) -> ExitCode {

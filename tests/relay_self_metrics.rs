@@ -258,3 +258,39 @@ fn an_admin_address_in_use_is_a_start_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn the_default_admin_port_taken_is_only_a_warning() {
+    use relay_common::aggregator_oracle::{Guard, wait_port};
+    let tmp = tempfile::tempdir().unwrap();
+    // Whoever holds 127.0.0.1:7081 (this test, or anything else on the host), the relay must start.
+    let _held = std::net::TcpListener::bind("127.0.0.1:7081");
+    let line = write_conf(
+        "relay",
+        tmp.path(),
+        &format!(
+            "RELAY_METHOD = consistent-hashing\nDESTINATIONS = 127.0.0.1:{}\n",
+            free_port()
+        ),
+    );
+    let log = tmp.path().join("relay.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut relay = Guard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_carbide"))
+            .arg("relay")
+            .arg("-c")
+            .arg(tmp.path().join("carbon.conf"))
+            .arg("--no-spill")
+            .env("CARBIDE_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(line, &mut relay, "carbide relay");
+    relay_common::wait_until(Duration::from_secs(10), "the warning", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("cannot listen for admin HTTP on 127.0.0.1:7081")
+    });
+}
