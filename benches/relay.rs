@@ -266,7 +266,11 @@ CARBON_METRIC_INTERVAL = 0
             .arg("--spool-dir")
             .arg(dir.join("spool"))
             .arg("--no-admin")
-            .args(std::env::var("BENCH_CARBIDE_ARGS").unwrap_or_default().split_whitespace())
+            .args(
+                std::env::var("BENCH_CARBIDE_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .env("CARBIDE_LOG", "warn")
             .env("TOKIO_WORKER_THREADS", WORKERS.to_string())
             .stdin(Stdio::null())
