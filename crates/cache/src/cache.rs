@@ -45,6 +45,10 @@ pub struct Job {
 struct Entry {
     /// Points waiting for a writer, one per timestamp (a duplicate overwrites in place).
     pending: Vec<Point>,
+    /// The newest timestamp in `pending` (meaningless while it is empty). Kept here so that the
+    /// usual insert, a point newer than all held, need not read the points' buffer: with many
+    /// metrics that read is a cache miss on every insert (a third of the insert's time, perf).
+    newest: i64,
     /// Points a writer is persisting right now.
     inflight: Option<Arc<Vec<Point>>>,
     /// Whether the name sits in its shard's FIFO or in the writers' snapshot.
@@ -299,12 +303,24 @@ impl Cache {
             return Err(Overflow);
         }
         let mut shard = self.shard_of(metric).lock();
-        let Shard { map, fifo, full } = &mut *shard;
+        self.insert_locked(&mut shard, metric, ts, value, tally);
+        Ok(())
+    }
+
+    /// One insert into a shard already locked.
+    fn insert_locked(&self, shard: &mut Shard, metric: &str, ts: i64, value: f64, tally: &mut Tally) {
+        let Shard { map, fifo, full } = shard;
         let entry = match map.get_mut(metric) {
             Some(e) => e,
             None => map.entry(Arc::from(metric)).or_default(),
         };
-        let grew = upsert(&mut entry.pending, ts, value);
+        let grew = if entry.pending.is_empty() || ts > entry.newest {
+            entry.pending.push((ts, value));
+            entry.newest = ts;
+            true
+        } else {
+            upsert(&mut entry.pending, ts, value)
+        };
         let became_full =
             grew && entry.pending.len() == BATCH_POINTS && entry.listed_at.is_some() && self.holds();
         // `max` scans the maps instead; a ready list it never drains would only grow.
@@ -331,7 +347,45 @@ impl Cache {
                 tally.listed += 1;
             }
         }
-        Ok(())
+    }
+
+    /// Inserts a receiver's batch of points, each shard locked once for all of its points, in
+    /// order within a metric (so the last duplicate still wins). Between two inserts under one
+    /// lock the CPU overlaps their memory accesses; a lock release after each insert would
+    /// make it wait for every one (with 100 000 metrics, each insert misses the CPU cache 3 times,
+    /// and lock + unlock per point cost half the insert, perf). Returns how many points were
+    /// refused because the cache is full.
+    pub fn insert_many(&self, points: &[(&str, i64, f64)], tally: &mut Tally) -> usize {
+        if points.len() < 8 || self.hard_limit().is_some_and(|h| self.len() + points.len() >= h) {
+            return points
+                .iter()
+                .filter(|(m, ts, v)| self.insert_tallied(m, *ts, *v, tally).is_err())
+                .count();
+        }
+        let n = self.shards.len();
+        let mut order: Vec<u64> = points
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _, _))| {
+                let shard = (self.hasher.hash_one(m) as usize % n) as u64;
+                (shard << 32) | i as u64
+            })
+            .collect();
+        order.sort_unstable();
+        let mut at = 0;
+        while let Some(&first) = order.get(at) {
+            let shard_index = (first >> 32) as usize;
+            let mut shard = self.shards[shard_index].lock();
+            while let Some(&key) = order.get(at) {
+                if (key >> 32) as usize != shard_index {
+                    break;
+                }
+                let (m, ts, v) = points[(key & 0xffff_ffff) as usize];
+                self.insert_locked(&mut shard, m, ts, v, tally);
+                at += 1;
+            }
+        }
+        0
     }
 
     /// Publishes a batch's counts and wakes a writer if the batch made a metric ready.
@@ -559,6 +613,7 @@ impl Cache {
                     }
                     // Points held before = n (in flight) + pending; after = merged.len().
                     freed = n + entry.pending.len() - merged.len();
+                    entry.newest = merged.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
                     entry.pending = merged;
                 }
                 if entry.pending.is_empty() {
@@ -825,6 +880,34 @@ mod tests {
         let job = c.take_due(false).expect("full after confirm");
         assert_eq!(&*job.metric, "m");
         assert_eq!(job.points.len(), BATCH_POINTS);
+    }
+
+    /// The batched insert ends in the same cache as inserting one by one: every point, the last
+    /// duplicate winning, the same size and counters.
+    #[test]
+    fn insert_many_equals_one_by_one() {
+        let names: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+        let mut points: Vec<(&str, i64, f64)> = Vec::new();
+        for round in 0..4i64 {
+            for (i, n) in names.iter().enumerate() {
+                // Timestamps repeat (10 and 20 twice each): the later value must win.
+                points.push((n, 10 * (1 + round % 2), (round as usize * 100 + i) as f64));
+            }
+        }
+        let one = cache(WriteStrategy::Sorted, None);
+        let many = cache(WriteStrategy::Sorted, None);
+        for &(m, ts, v) in &points {
+            one.insert(m, ts, v).unwrap();
+        }
+        let mut tally = Tally::default();
+        assert_eq!(many.insert_many(&points, &mut tally), 0);
+        many.settle(tally);
+        assert_eq!(many.len(), one.len());
+        assert_eq!(many.queues(), 50);
+        assert_eq!(Stats::get(&many.stats.received), 200);
+        for n in &names {
+            assert_eq!(many.get(n), one.get(n), "{n}");
+        }
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Ingest {
     /// Takes one received point: filters, then the stage if there is one, else [`Ingest::store`].
     /// Returns false when dropped.
     pub fn point(&self, name: &str, value: f64, timestamp: f64) -> bool {
-        self.batch().point(name, value, timestamp)
+        self.batch().point_now(name, value, timestamp)
     }
 
     /// Stores a point with no filter or stage: carbon's path for generated points (self-metrics,
@@ -116,10 +116,11 @@ impl Ingest {
 
     /// A batch of points from one receive buffer: the filters are looked up once and the shared
     /// counters are published once, when the batch is dropped.
-    pub fn batch(&self) -> IngestBatch<'_> {
+    pub fn batch<'n>(&self) -> IngestBatch<'_, 'n> {
         IngestBatch {
             ingest: self,
             lists: self.lists.read().clone(),
+            queued: Vec::new(),
             tally: Tally::default(),
             blacklisted: 0,
             rejected: 0,
@@ -143,17 +144,22 @@ impl Ingest {
     }
 }
 
-/// Points being taken from one receive buffer; see [`Ingest::batch`].
-pub struct IngestBatch<'a> {
+/// Points being taken from one receive buffer; see [`Ingest::batch`]. Names borrowed from the
+/// buffer for `'n` wait in the batch and go into the cache together (see [`Cache::insert_many`]).
+pub struct IngestBatch<'a, 'n> {
     ingest: &'a Ingest,
     lists: Arc<Lists>,
+    queued: Vec<(&'n str, i64, f64)>,
     tally: Tally,
     blacklisted: u64,
     rejected: u64,
     overflow: u64,
 }
 
-impl IngestBatch<'_> {
+/// Queued points are stored once this many have gathered (a 64 KiB read holds ~1 800 lines).
+const QUEUE_POINTS: usize = 4096;
+
+impl<'n> IngestBatch<'_, 'n> {
     /// Blacklist, then whitelist.
     fn passes_lists(&mut self, name: &str) -> bool {
         if self.lists.blacklist.as_ref().is_some_and(|bl| bl.contains(name)) {
@@ -167,18 +173,43 @@ impl IngestBatch<'_> {
         true
     }
 
-    /// Takes one received point: filters, then the stage if there is one, else the cache.
-    /// Returns false when dropped.
-    pub fn point(&mut self, name: &str, value: f64, timestamp: f64) -> bool {
+    /// Takes one received point whose name outlives the batch: filters, then the stage if there
+    /// is one, else it waits in the batch for the cache (a full cache counts it as overflow
+    /// then). Returns false when a filter dropped it.
+    pub fn point(&mut self, name: &'n str, value: f64, timestamp: f64) -> bool {
         if !self.passes_lists(name) {
             return false;
         }
+        if self.ingest.stage.is_some() || name.bytes().any(|b| b == b';' || b == b'{') {
+            return self.store_now(name, value, timestamp);
+        }
+        // int() truncates toward zero, as whisper does with the float carbon keeps.
+        self.queued.push((name, timestamp as i64, value));
+        if self.queued.len() >= QUEUE_POINTS {
+            self.store_queued();
+        }
+        true
+    }
+
+    /// [`IngestBatch::point`] for a name that does not outlive the call: stored at once.
+    /// Returns false when dropped (a filter, or the cache is full).
+    pub fn point_now(&mut self, name: &str, value: f64, timestamp: f64) -> bool {
+        self.passes_lists(name) && self.store_now(name, value, timestamp)
+    }
+
+    fn store_now(&mut self, name: &str, value: f64, timestamp: f64) -> bool {
         if let Some(stage) = &self.ingest.stage {
             return stage.point(self.ingest, name, value, timestamp);
         }
         let stored = store_tallied(&self.ingest.cache, name, value, timestamp, &mut self.tally);
         self.overflow += u64::from(!stored);
         stored
+    }
+
+    fn store_queued(&mut self) {
+        let refused = self.ingest.cache.insert_many(&self.queued, &mut self.tally);
+        self.overflow += refused as u64;
+        self.queued.clear();
     }
 }
 
@@ -196,8 +227,9 @@ fn store_tallied(cache: &Cache, name: &str, value: f64, timestamp: f64, tally: &
         .is_ok()
 }
 
-impl Drop for IngestBatch<'_> {
+impl Drop for IngestBatch<'_, '_> {
     fn drop(&mut self) {
+        self.store_queued();
         self.ingest.cache.settle(std::mem::take(&mut self.tally));
         let stats = &self.ingest.stats;
         for (counter, n) in [

@@ -347,7 +347,7 @@ async fn pickle_connection(
                                 match entry {
                                     Ok(p) => {
                                         got = true;
-                                        batch.point(&p.name, p.value, p.timestamp);
+                                        batch.point_now(&p.name, p.value, p.timestamp);
                                     }
                                     Err(carbide_protocol::points::EntryError::NanValue) => {}
                                     Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
@@ -405,7 +405,7 @@ async fn protobuf_connection(
                                 got = true;
                                 // NaN is dropped silently, as carbon's metricReceived does.
                                 if !p.value.is_nan() {
-                                    batch.point(p.name, p.value, f64::from(p.timestamp));
+                                    batch.point_now(p.name, p.value, f64::from(p.timestamp));
                                 }
                             }
                             if let Some(stop) = decoded.stopped_early_at {
