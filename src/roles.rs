@@ -231,7 +231,7 @@ pub(crate) async fn wait_for_stop(role: &CacheRole, settings: Option<&CarbonSett
                         w.mark_seen();
                     }
                 }
-                None => tracing::info!("SIGHUP: nothing to reload (embedded defaults)"),
+                None => tracing::info!("SIGHUP: schemas and lists are embedded defaults, nothing of the cache to reload"),
             },
             // carbon re-reads these files on its own (schemas every 60 s, lists every 10 s) and
             // ignores SIGHUP, so operators edit them and expect them to apply: so do we.
