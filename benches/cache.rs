@@ -11,7 +11,7 @@
 //! /proc/<pid>/status, cumulative since start). The servers run one after the other, never at once.
 //!
 //! Run: `cargo bench --bench cache` (needs `scripts/install-test-deps.sh`).
-//! Knobs: BENCH_METRICS (100000), BENCH_LINES (1000000), BENCH_CONNECTIONS (4),
+//! Knobs: BENCH_METRICS (100000), BENCH_LINES (5000000, the goal size), BENCH_CONNECTIONS (4),
 //! BENCH_WRITERS (carbide writer threads, 4), BENCH_ONLY (`carbide` or `carbon`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
@@ -168,7 +168,7 @@ fn run(kind: Kind, dir: &Path, metrics: usize, lines: usize, conns: usize, write
 
 fn main() {
     let metrics = knob("BENCH_METRICS", 100_000);
-    let lines = knob("BENCH_LINES", 1_000_000);
+    let lines = knob("BENCH_LINES", 5_000_000);
     let conns = knob("BENCH_CONNECTIONS", 4);
     let writers = knob("BENCH_WRITERS", 4);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
