@@ -105,7 +105,7 @@ fn looks_like_yyyymmdd(digits: &str) -> bool {
 /// The UTC offset (seconds) and DST flag that `pytz` uses for an instant. pytz reads only the 32-bit
 /// part of a zone file: before its first transition (1901-12-13) it uses the zone's first standard
 /// type (local mean time, rounded to whole minutes), and after 2038-01-19 the type in force then.
-fn pytz_offset(tz: &TimeZone, secs: i64) -> (i64, bool) {
+pub(crate) fn pytz_offset(tz: &TimeZone, secs: i64) -> (i64, bool) {
     const LO: i64 = -(1 << 31);
     const HI: i64 = (1 << 31) - 1;
     let ts = if secs < LO {

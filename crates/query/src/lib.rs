@@ -9,6 +9,7 @@
 //! - [`attime`]: `parseATTime` / `parseTimeOffset`: references, offsets, intervals; time zones via jiff.
 //! - [`grammar`]: target expression → [`grammar::Expr`] AST, `Display` back to canonical text, and the
 //!   lenient prefix parse graphite-web does.
+//! - [`pytime`]: pytz datetimes and `time.mktime` as graphite-web's time-aligning functions use them.
 //! - [`template`]: `template(...)` expansion with request `template[...]` overrides, and the list of
 //!   paths a target will fetch (for prefetching).
 //! - [`glob`]: per-segment fnmatch + `{a,b}` matching of metric paths, compiled once.
@@ -17,6 +18,7 @@
 pub mod attime;
 pub mod glob;
 pub mod grammar;
+pub mod pytime;
 pub mod tags;
 pub mod template;
 

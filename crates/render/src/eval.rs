@@ -1,6 +1,8 @@
 //! The evaluator: a parsed target over the storage, as graphite-web's `evaluateTarget`.
 
+use carbide_query::attime::TimeZone;
 use carbide_query::grammar::{Arg, Call, Expr};
+use carbide_query::pytime::PyDateTime;
 use carbide_query::{parse_target, template};
 use carbide_storage::Storage;
 
@@ -41,6 +43,16 @@ pub struct Context<'a> {
     pub end: i64,
     /// The request's `now`.
     pub now: i64,
+    /// The request's `tz` (else `TIME_ZONE`): the zone its times are read and shown in.
+    pub tz: TimeZone,
+    /// graphite-web's `TIME_ZONE`, which Django makes the process zone: `time.mktime` and
+    /// `parseATTime` without a zone (timeSlice, linearRegression) read wall clocks in it.
+    pub server_tz: TimeZone,
+    /// `requestContext['startTime']` as the pytz datetime graphite-web holds (`start` with the
+    /// offset it was parsed with; shifting keeps that offset).
+    pub start_time: PyDateTime,
+    /// `requestContext['endTime']`, likewise.
+    pub end_time: PyDateTime,
     /// The request's xFilesFactor.
     pub x_files_factor: f64,
     /// `template[name]=value` overrides.
@@ -68,7 +80,7 @@ pub enum Value {
     None,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// Parses and evaluates one target.
     pub fn evaluate_target(&self, target: &str) -> Result<Vec<TimeSeries>, RenderError> {
         let expr = parse_target(target)?;
@@ -115,13 +127,61 @@ impl Context<'_> {
         })
     }
 
-    /// A copy of this context over another time range (timeShift, movingAverage).
+    /// A copy of this context over another time range (timeShift, movingAverage): graphite-web's
+    /// `startTime + timedelta(…)`, which keeps the original UTC offsets.
     pub fn with_range(&self, start: i64, end: i64) -> Context<'_> {
+        self.with_times(
+            self.start_time.plus(start - self.start),
+            self.end_time.plus(end - self.end),
+        )
+    }
+
+    /// A copy of this context over another range given as datetimes (linearRegression's own
+    /// `startSourceAt`, alignments built with `datetime(…, tzinfo=s.tzinfo)`).
+    pub fn with_times(&self, start_time: PyDateTime, end_time: PyDateTime) -> Context<'_> {
         Context {
-            start,
-            end,
+            start: start_time.instant,
+            end: end_time.instant,
+            start_time,
+            end_time,
             ..self.clone()
         }
+    }
+
+    /// A context over `start..end` read in `tz`, with graphite-web's defaults otherwise (no
+    /// templates, xFilesFactor 0, no deadline); `server_tz` is `TIME_ZONE`.
+    pub fn new(
+        storage: &'a Storage,
+        (start, end, now): (i64, i64, i64),
+        tz: TimeZone,
+        server_tz: TimeZone,
+        limits: Limits,
+    ) -> Context<'a> {
+        Context {
+            storage,
+            start,
+            end,
+            now,
+            start_time: PyDateTime::localized(start, &tz),
+            end_time: PyDateTime::localized(end, &tz),
+            tz,
+            server_tz,
+            x_files_factor: 0.0,
+            templates: Vec::new(),
+            limits,
+            deadline: None,
+        }
+    }
+
+    /// `time.mktime(requestContext['startTime'].timetuple())` (graphite's `timestamp()`): the start's
+    /// wall clock read in `TIME_ZONE`.
+    pub fn start_timestamp(&self) -> i64 {
+        self.start_time.mktime(&self.server_tz)
+    }
+
+    /// `timestamp(requestContext['endTime'])`.
+    pub fn end_timestamp(&self) -> i64 {
+        self.end_time.mktime(&self.server_tz)
     }
 
     /// Fetches every leaf matching a path expression, sorted by name (graphite-web's `fetchData`).
@@ -175,16 +235,13 @@ mod tests {
     fn a_request_past_its_deadline_is_abandoned() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut ctx = Context {
-            storage: &storage,
-            start: 0,
-            end: 60,
-            now: 60,
-            x_files_factor: 0.0,
-            templates: Vec::new(),
-            limits: Limits::default(),
-            deadline: None,
-        };
+        let mut ctx = Context::new(
+            &storage,
+            (0, 60, 60),
+            TimeZone::UTC,
+            TimeZone::UTC,
+            Limits::default(),
+        );
         assert!(ctx.evaluate_target("sumSeries(a.*)").is_ok());
         ctx.deadline = std::time::Instant::now().checked_sub(std::time::Duration::from_millis(1));
         assert!(matches!(

@@ -129,11 +129,16 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `settings.TIME_ZONE` (UTC when the name is unknown).
+fn server_tz(state: &WebState) -> TimeZone {
+    time_zone(&state.time_zone).unwrap_or(TimeZone::UTC)
+}
+
+/// The request's `tz`, else `TIME_ZONE` (an unknown `tz` is ignored, as graphite-web ignores it).
 fn request_tz(state: &WebState, p: &Params) -> TimeZone {
     p.get("tz")
         .and_then(|t| time_zone(t).ok())
-        .or_else(|| time_zone(&state.time_zone).ok())
-        .unwrap_or(TimeZone::UTC)
+        .unwrap_or_else(|| server_tz(state))
 }
 
 async fn render(
@@ -204,16 +209,16 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
                 .map(|name| (name.to_string(), v.clone()))
         })
         .collect();
-    let ctx = Context {
-        storage: &state.storage,
-        start,
-        end,
-        now,
-        x_files_factor,
-        templates,
-        limits: state.limits,
-        deadline: std::time::Instant::now().checked_add(state.limits.max_time),
-    };
+    let mut ctx = Context::new(
+        &state.storage,
+        (start, end, now),
+        tz.clone(),
+        server_tz(state),
+        state.limits,
+    );
+    ctx.x_files_factor = x_files_factor;
+    ctx.templates = templates;
+    ctx.deadline = std::time::Instant::now().checked_add(state.limits.max_time);
     let mut targets = p.get_list("target");
     if targets.is_empty() {
         targets = p.get_list("target[]");

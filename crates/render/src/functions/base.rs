@@ -3,6 +3,7 @@
 
 use carbide_query::attime::parse_time_offset;
 use carbide_query::grammar::{Arg, Call, Expr, parse_target_lenient};
+use carbide_query::pytime::localtime_isdst;
 
 use crate::RenderError;
 use crate::eval::{Context, Value, first_arg};
@@ -233,10 +234,34 @@ pub(super) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
             if interval == 0 {
                 return Err(a.bad("interval must not be zero"));
             }
-            if a.boolean(2, false) {
-                return Err(a.bad("alignToInterval is not supported yet"));
+            if !a.boolean(2, false) {
+                return Ok(map(a.series(0)?, |s| hitcount(s, &interval_s, interval, false)));
             }
-            Ok(map(a.series(0)?, |s| hitcount(s, &interval_s, interval)))
+            // alignToInterval: the start's wall clock truncated to the day, hour or minute under
+            // its own UTC offset (`datetime(…, tzinfo=s.tzinfo)`), the target fetched again from
+            // there, and each series' end moved to a whole number of intervals past its start.
+            let s = ctx.start_time;
+            let d = s.fields().map_err(|e| a.bad(&e.to_string()))?;
+            let truncated = |h: i8, mi: i8| {
+                s.at_civil(jiff::civil::datetime(d.year(), d.month(), d.day(), h, mi, 0, 0))
+                    .map_err(|e| a.bad(&e.to_string()))
+            };
+            let start = if interval >= 86_400 {
+                truncated(0, 0)?
+            } else if interval >= 3600 {
+                truncated(d.hour(), 0)?
+            } else if interval >= 60 {
+                truncated(d.hour(), d.minute())?
+            } else {
+                s
+            };
+            let expr = first_arg(call).ok_or_else(|| a.bad("first argument must be a series expression"))?;
+            let list = ctx.with_times(start, ctx.end_time).evaluate(expr)?;
+            Ok(map(list, |s| {
+                let count = (s.end - s.start).div_euclid(interval);
+                s.end = s.start + count * interval + interval;
+                hitcount(s, &interval_s, interval, true);
+            }))
         }
         "timeShift" => time_shift(ctx, call, a),
         "movingAverage" => moving_average(ctx, call, a),
@@ -717,7 +742,8 @@ pub(crate) fn summarize(s: &mut TimeSeries, interval_s: &str, interval: i64, fun
     s.values = values;
 }
 
-pub(crate) fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64) {
+/// graphite-web's hitcount of one series; `aligned` only names it (`, true`).
+pub(crate) fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64, aligned: bool) {
     let step = s.step;
     let bucket_count = ((s.end - s.start) as f64 / interval as f64).ceil().max(0.0) as usize;
     let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); bucket_count];
@@ -760,7 +786,8 @@ pub(crate) fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64) {
         }
     }
     s.set_tag("hitcount", interval_s);
-    s.name = format!("hitcount({}, \"{}\")", s.name, interval_s);
+    let suffix = if aligned { ", true" } else { "" };
+    s.name = format!("hitcount({}, \"{}\"{suffix})", s.name, interval_s);
     s.path_expression = s.name.clone();
     s.start = new_start;
     s.step = interval;
@@ -773,21 +800,34 @@ pub(crate) fn hitcount(s: &mut TimeSeries, interval_s: &str, interval: i64) {
 pub(crate) fn time_shift(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let mut shift = a.required_string(1)?;
     let reset_end = a.boolean(2, true);
-    if a.boolean(3, false) {
-        return Err(a.bad("alignDst is not supported yet"));
-    }
     if shift.starts_with(|c: char| c.is_ascii_digit()) {
         shift = format!("-{shift}");
     }
     let delta = parse_time_offset(&shift).map_err(|e| a.bad(&e.to_string()))?;
+    let (mut start, mut end) = (ctx.start_time.plus(delta), ctx.end_time.plus(delta));
+    if a.boolean(3, false) {
+        // alignDst: graphite-web's localDST, `localtime(mktime(dt.timetuple())).tm_isdst` in
+        // TIME_ZONE; a range wholly in DST shifted to one wholly outside moves an hour, and back.
+        let tz = &ctx.server_tz;
+        let dst = |d: carbide_query::pytime::PyDateTime| localtime_isdst(d.mktime(tz), tz);
+        let (req_start, req_end) = (dst(ctx.start_time), dst(ctx.end_time));
+        let (my_start, my_end) = (dst(start), dst(end));
+        let hour = if req_start && req_end && !my_start && !my_end {
+            3600
+        } else if !req_start && !req_end && my_start && my_end {
+            -3600
+        } else {
+            0
+        };
+        start = start.plus(hour);
+        end = end.plus(hour);
+    }
     let list = a.series(0)?;
     let Some(first) = list.first() else {
         return Ok(Vec::new());
     };
     let expr = first_arg(call).ok_or_else(|| a.bad("first argument must be a series expression"))?;
-    let shifted = ctx
-        .with_range(ctx.start + delta, ctx.end + delta)
-        .evaluate(expr)?;
+    let shifted = ctx.with_times(start, end).evaluate(expr)?;
     Ok(shifted
         .into_iter()
         .map(|mut s| {

@@ -2,7 +2,10 @@
 //! earlier so the first points have a full window), percentiles, deviation, regression, and
 //! Holt-Winters forecasting (which re-fetches a bootstrap interval, 7 days by default).
 
-use carbide_query::attime::{TimeZone, parse_at_time, parse_time_offset};
+use carbide_query::attime::{parse_at_time, parse_time_offset};
+use carbide_query::pytime::PyDateTime;
+
+use super::transform::wall_clock;
 use carbide_query::grammar::Call;
 
 use super::Args;
@@ -363,23 +366,24 @@ fn regression(s: &TimeSeries) -> Option<(f64, f64)> {
 
 fn linear_regression(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let list = a.series(0)?;
-    // graphite-web reads these with parseATTime (its own `now`); here the request's `now`.
-    let at = |i: usize, default: i64| -> Result<i64, RenderError> {
-        match a.get(i) {
-            None | Some(Value::None) => Ok(default),
-            Some(Value::Str(s)) => {
-                parse_at_time(s, ctx.now, &TimeZone::UTC).map_err(|e| a.bad(&e.to_string()))
-            }
-            Some(Value::Int(n)) => {
-                parse_at_time(&n.to_string(), ctx.now, &TimeZone::UTC).map_err(|e| a.bad(&e.to_string()))
-            }
-            _ => Err(a.bad("startSourceAt/endSourceAt must be a time")),
-        }
+    // graphite-web reads these with parseATTime's defaults (TIME_ZONE, the machine's clock as
+    // `now`); names and tags show `mktime(startTime.timetuple())` in TIME_ZONE, which is the
+    // request's start shifted when the request's `tz` differs and no start is given.
+    let tz = &ctx.server_tz;
+    let at = |i: usize, default: PyDateTime| -> Result<PyDateTime, RenderError> {
+        let text = match a.get(i) {
+            None | Some(Value::None) => return Ok(default),
+            Some(Value::Str(s)) => s.clone(),
+            Some(Value::Int(n)) => n.to_string(),
+            _ => return Err(a.bad("startSourceAt/endSourceAt must be a time")),
+        };
+        let t = parse_at_time(&text, wall_clock(), tz).map_err(|e| a.bad(&e.to_string()))?;
+        Ok(PyDateTime::localized(t, tz))
     };
-    let start = at(1, ctx.start)?;
-    let end = at(2, ctx.end)?;
+    let (start_time, end_time) = (at(1, ctx.start_time)?, at(2, ctx.end_time)?);
     let expr = first_arg(call).ok_or_else(|| a.bad("first argument must be a series expression"))?;
-    let sources = ctx.with_range(start, end).evaluate(expr)?;
+    let sources = ctx.with_times(start_time, end_time).evaluate(expr)?;
+    let (start, end) = (start_time.mktime(tz), end_time.mktime(tz));
     let mut out = Vec::new();
     for (source, mut s) in sources.iter().zip(list) {
         s.set_tag("linearRegressions", format!("{start}, {end}"));

@@ -6,11 +6,16 @@
 //! Differences from graphite-web 1.1.8, all about state we do not keep:
 //! - `stacked` keeps its running total per call; graphite-web keeps it per request, so
 //!   `target=stacked(a)&target=stacked(b)` stacks b on a there and not here.
-//! - `verticalLine` reads absolute times in UTC (the evaluator has no request time zone) and
-//!   relative ones from the request's `now` (graphite-web: the wall clock); without a label its
-//!   name is empty where graphite-web's json says `null`.
+//! - `verticalLine` without a label has an empty name where graphite-web's json says `null`.
+//!
+//! `verticalLine` reads its time as graphite-web does: in the request's zone, relative to the
+//! machine's clock (not the request's `now`), then compared and placed by its wall clock read in
+//! `TIME_ZONE`.
 
 use carbide_query::attime::parse_at_time;
+use carbide_query::pytime::PyDateTime;
+
+use super::transform::wall_clock;
 use carbide_query::grammar::Call;
 
 use super::Args;
@@ -150,15 +155,20 @@ pub(crate) fn dispatch(ctx: &Context<'_>, _call: &Call, a: &Args) -> Result<Vec<
             Ok(vec![s])
         }
         "verticalLine" => {
+            // `timestamp(parseATTime(ts, tzinfo))`: read in the request's zone against the machine's
+            // clock (parseATTime gets no `now`), then its wall clock read in TIME_ZONE, as are the
+            // range's ends.
             let ts = match a.get(0) {
-                Some(Value::Str(text)) => parse_at_time(text, ctx.now, &jiff::tz::TimeZone::UTC)
-                    .map_err(|e| a.bad(&e.to_string()))?,
+                Some(Value::Str(text)) => {
+                    parse_at_time(text, wall_clock(), &ctx.tz).map_err(|e| a.bad(&e.to_string()))?
+                }
                 _ => return Err(a.bad("argument 1 must be a time string")),
             };
-            if ts < ctx.start {
+            let ts = PyDateTime::localized(ts, &ctx.tz).mktime(&ctx.server_tz);
+            if ts < ctx.start_timestamp() {
                 return Err(a.bad(&format!("timestamp {ts} exists before start of range")));
             }
-            if ts > ctx.end {
+            if ts > ctx.end_timestamp() {
                 return Err(a.bad(&format!("timestamp {ts} exists after end of range")));
             }
             let label = a.string(1)?.unwrap_or_default();
@@ -194,16 +204,14 @@ mod tests {
             carbide_whisper::file::update_many(&path, &pts, NOW, false).unwrap();
         }
         let storage = carbide_storage::Storage::open(dir.path()).unwrap();
-        let ctx = Context {
-            storage: &storage,
-            start: NOW - 300,
-            end: NOW,
-            now: NOW,
-            x_files_factor: 0.0,
-            templates: Vec::new(),
-            limits: Limits::default(),
-            deadline: None,
-        };
+        let utc = carbide_query::attime::TimeZone::UTC;
+        let ctx = Context::new(
+            &storage,
+            (NOW - 300, NOW, NOW),
+            utc.clone(),
+            utc,
+            Limits::default(),
+        );
         ctx.evaluate_target(target).unwrap()
     }
 

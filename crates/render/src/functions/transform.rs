@@ -6,8 +6,9 @@
 //! (log, delay, integralByInterval, smartSummarize) start again at one value per point. Both
 //! habits are kept here because they show in the answer once maxDataPoints consolidates.
 
-use carbide_query::attime::{TimeZone, parse_at_time, parse_time_offset};
+use carbide_query::attime::{TimeError, TimeUnit, parse_at_time, parse_time_offset, unit_of};
 use carbide_query::grammar::Call;
+use carbide_query::pytime::PyDateTime;
 
 use super::Args;
 use super::base::{agg_func, map, py_round6};
@@ -256,12 +257,14 @@ pub(crate) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
             if duration == 0 {
                 return Err(a.bad("intervalUnit must not be zero (integer division or modulo by zero)"));
             }
+            // `timestamp(startTime)`: the start's wall clock read in TIME_ZONE.
+            let start = ctx.start_timestamp();
             Ok(map(a.series(0)?, |s| {
                 let mut current = 0.0;
                 let mut t = s.start;
                 let mut values = Vec::with_capacity(s.values.len());
                 for v in s.iter_values() {
-                    if (t - ctx.start).div_euclid(duration) != (t - ctx.start - s.step).div_euclid(duration) {
+                    if (t - start).div_euclid(duration) != (t - start - s.step).div_euclid(duration) {
                         current = 0.0;
                     }
                     if let Some(x) = v {
@@ -290,17 +293,22 @@ pub(crate) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
         "timeSlice" => {
             let start_at = a.required_string(1)?;
             let end_at = a.string(2)?.unwrap_or_else(|| "now".into());
-            // graphite-web parses both with the wall clock as `now` (not the request's) in its
-            // TIME_ZONE.
+            // graphite-web parses both with parseATTime's defaults: the wall clock as `now` (not
+            // the request's) in TIME_ZONE; and walks from `timestamp(startTime)`, the request
+            // start's wall clock read in TIME_ZONE (shifted when `tz` differs).
             let real_now = wall_clock();
-            let tz = TimeZone::UTC;
-            let start = parse_at_time(&start_at, real_now, &tz).map_err(|e| a.bad(&e.to_string()))?;
-            let end = parse_at_time(&end_at, real_now, &tz).map_err(|e| a.bad(&e.to_string()))?;
+            let tz = &ctx.server_tz;
+            let at = |text: &str| -> Result<i64, RenderError> {
+                let t = parse_at_time(text, real_now, tz).map_err(|e| a.bad(&e.to_string()))?;
+                Ok(PyDateTime::localized(t, tz).mktime(tz))
+            };
+            let (start, end) = (at(&start_at)?, at(&end_at)?);
+            let first = ctx.start_timestamp();
             Ok(map(a.series(0)?, |s| {
                 s.set_tag("timeSliceStart", start.to_string());
                 s.set_tag("timeSliceEnd", end.to_string());
                 s.name = format!("timeSlice({}, {start}, {end})", s.name);
-                let mut curr = ctx.start;
+                let mut curr = first;
                 let step = s.step;
                 in_place(s, |v| {
                     let keep = v.filter(|_| curr >= start && curr <= end);
@@ -485,7 +493,9 @@ fn interpolate(out: &mut [Option<f64>], vals: &[Option<f64>], limit: f64) {
     }
 }
 
-fn wall_clock() -> i64 {
+/// The machine's clock: graphite-web's `parseATTime` without `now` reads it, not the request's
+/// `now` (timeSlice, verticalLine, linearRegression).
+pub(crate) fn wall_clock() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -600,9 +610,9 @@ fn smart_summarize(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeS
     }
     let mut list = a.series(0)?;
     if let Some(Value::Str(align)) = a.get(3) {
-        let start = align_start(ctx.start, align, &TimeZone::UTC).map_err(|e| a.bad(&e))?;
+        let start = align_start(ctx.start_time, align).map_err(|e| a.bad(&e.to_string()))?;
         let expr = first_arg(call).ok_or_else(|| a.bad("first argument must be a series expression"))?;
-        list = ctx.with_range(start, ctx.end).evaluate(expr)?;
+        list = ctx.with_times(start, ctx.end_time).evaluate(expr)?;
     }
     Ok(map(list, |s| {
         let (values, end) = summarize_values(s, &func, interval, s.start, s.end);
@@ -618,40 +628,18 @@ fn smart_summarize(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<TimeS
     }))
 }
 
-/// smartSummarize's `alignTo`: the start truncated to the unit (`getUnitString` reads a prefix;
-/// weeks may name the ISO weekday to align to as a last digit).
-fn align_start(start: i64, align: &str, tz: &TimeZone) -> Result<i64, String> {
-    let zoned = jiff::Timestamp::from_second(start)
-        .map_err(|e| e.to_string())?
-        .to_zoned(tz.clone());
-    let d = zoned.datetime();
-    let civil = |y: i16, mo: i8, day: i8, h: i8, mi: i8, s: i8| -> Result<i64, String> {
-        jiff::civil::datetime(y, mo, day, h, mi, s, 0)
-            .to_zoned(tz.clone())
-            .map(|z| z.timestamp().as_second())
-            .map_err(|e| e.to_string())
+/// smartSummarize's `alignTo`: the start's wall clock truncated to the unit (`getUnitString` reads
+/// a prefix; weeks may name the ISO weekday to align to as a last digit), kept under the start's
+/// UTC offset as `datetime(…, tzinfo=s.tzinfo)` keeps it, even across a DST change.
+fn align_start(start: PyDateTime, align: &str) -> Result<PyDateTime, TimeError> {
+    let d = start.fields()?;
+    let at = |h: i8, mi: i8, sec: i8| {
+        start.at_civil(jiff::civil::datetime(d.year(), d.month(), d.day(), h, mi, sec, 0))
     };
-    let unit = if align.starts_with('s') {
-        "seconds"
-    } else if align.starts_with("min") {
-        "minutes"
-    } else if align.starts_with('h') {
-        "hours"
-    } else if align.starts_with('d') {
-        "days"
-    } else if align.starts_with('w') {
-        "weeks"
-    } else if align.starts_with("mon") {
-        "months"
-    } else if align.starts_with('y') {
-        "years"
-    } else {
-        return Err(format!("Invalid offset unit '{align}'"));
-    };
-    match unit {
-        "years" => civil(d.year(), 1, 1, 0, 0, 0),
-        "months" => civil(d.year(), d.month(), 1, 0, 0, 0),
-        "weeks" => {
+    Ok(match unit_of(align)? {
+        TimeUnit::Years => start.at_civil(jiff::civil::date(d.year(), 1, 1).at(0, 0, 0, 0))?,
+        TimeUnit::Months => start.at_civil(jiff::civil::date(d.year(), d.month(), 1).at(0, 0, 0, 0))?,
+        TimeUnit::Weeks => {
             let target = align
                 .chars()
                 .last()
@@ -662,13 +650,13 @@ fn align_start(start: i64, align: &str, tz: &TimeZone) -> Result<i64, String> {
             if back < 0 {
                 back += 7;
             }
-            Ok(civil(d.year(), d.month(), d.day(), 0, 0, 0)? - back * 86_400)
+            at(0, 0, 0)?.plus(-back * 86_400)
         }
-        "days" => civil(d.year(), d.month(), d.day(), 0, 0, 0),
-        "hours" => civil(d.year(), d.month(), d.day(), d.hour(), 0, 0),
-        "minutes" => civil(d.year(), d.month(), d.day(), d.hour(), d.minute(), 0),
-        _ => civil(d.year(), d.month(), d.day(), d.hour(), d.minute(), d.second()),
-    }
+        TimeUnit::Days => at(0, 0, 0)?,
+        TimeUnit::Hours => at(d.hour(), 0, 0)?,
+        TimeUnit::Minutes => at(d.hour(), d.minute(), 0)?,
+        TimeUnit::Seconds => at(d.hour(), d.minute(), d.second())?,
+    })
 }
 
 /// graphite-web 1.1.10's `_compressPeriodicGaps`: when values come every k-th step with Nones

@@ -156,16 +156,28 @@ pub fn servers() -> Servers {
 
 /// Both servers over the standard tree plus whatever `extra` writes into the whisper root.
 pub fn servers_with(extra: impl FnOnce(&Path)) -> Servers {
+    servers_in_zone("UTC", extra)
+}
+
+/// [`servers_with`], both servers set to `time_zone` (graphite-web's `TIME_ZONE`, carbide's
+/// `--tz`).
+pub fn servers_in_zone(time_zone: &str, extra: impl FnOnce(&Path)) -> Servers {
     let dir = tempfile::tempdir().unwrap();
     let whisper = dir.path().join("whisper");
     write_tree(&whisper);
     extra(&whisper);
     let gw = free_port();
-    let gunicorn = start_graphite_web(&dir.path().join("gw"), &whisper, gw);
+    let gunicorn = graphite_web::start(
+        &dir.path().join("gw"),
+        &whisper,
+        gw,
+        &format!("TIME_ZONE = '{time_zone}'"),
+        1,
+    );
     let storage = Arc::new(carbide_storage::Storage::open(&whisper).unwrap());
     let state = Arc::new(carbide_web::WebState {
         storage,
-        time_zone: "UTC".into(),
+        time_zone: time_zone.into(),
         limits: Default::default(),
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -214,6 +226,22 @@ pub fn compare(s: &Servers, method: &str, path: &str, form: Option<&str>) -> Res
     }
     if !close(&g, &o) {
         return Err(format!("{path} {form:?}:\n gw:   {g}\n ours: {o}"));
+    }
+    Ok(())
+}
+
+/// Requests `path` from both servers and compares status and body byte for byte (csv, raw, and
+/// json where the spelling of numbers matters).
+pub fn compare_text(s: &Servers, path: &str) -> Result<(), String> {
+    let (gs, gb) = http(s.gw, "GET", path, None).ok_or("graphite-web did not answer")?;
+    let (os, ob) = http(s.ours, "GET", path, None).ok_or("carbide did not answer")?;
+    if gs != os {
+        return Err(format!(
+            "{path}: status graphite-web {gs} vs ours {os}\n gw: {gb:.300}\n ours: {ob:.300}"
+        ));
+    }
+    if gs == 200 && gb != ob {
+        return Err(format!("{path}:\n gw:   {gb:.2000}\n ours: {ob:.2000}"));
     }
     Ok(())
 }
