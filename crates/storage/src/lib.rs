@@ -265,8 +265,13 @@ impl Storage {
         now: i64,
     ) -> Result<Option<FetchedSeries>, StorageError> {
         let path = self.path_of(name);
-        let header = carbide_whisper::file::info(&path)?;
-        let Some(fetched) = carbide_whisper::file::fetch(&path, from, Some(until), now, None)? else {
+        // One open for the header and the read: a render of 1 000 series opened every file twice.
+        let db = carbide_whisper::WhisperFile::open_path(&path, false, false)?;
+        let fetched = db
+            .fetch(from, Some(until), now, None)
+            .map_err(|e| e.with_path(&path))?;
+        let header = db.header();
+        let Some(fetched) = fetched else {
             return Ok(None);
         };
         let mut values = fetched.values;
