@@ -9,7 +9,16 @@
 //! drops; the last clean rate is reported. The sender shares the two cores with the server.
 //!
 //! Run: `cargo bench --bench statsd` (needs `scripts/install-test-deps.sh`).
-//! Knobs: BENCH_SECONDS (3), BENCH_RECEIVERS (carbide's UDP threads, 2), BENCH_CARBIDE (another
+//!
+//! `BENCH_MODE=burst` measures a cardinality burst instead: BURST_KEYS (1 000 000) distinct keys,
+//! one sample each (90 % counters, 10 % timers), sent at BURST_RATE (70 000 keys/s) right after a
+//! flush, all within one BURST_INTERVAL_MS (20 000) flush interval, to carbide (unbounded, then
+//! with `carbideMaxKeys` = half the keys) and to etsy statsd. For the flush after the burst it
+//! reports the time from the flush's due time (one interval after the previous flush reached the
+//! listener) to its last byte at the listener, its size, how many burst keys it holds with the
+//! right value (the rest were lost), `metrics_received`, `keys_over_limit`, and peak RSS.
+//! Knobs: BENCH_SECONDS (3), BENCH_RECEIVERS (carbide's UDP threads, 2), BENCH_DATAGRAM_BYTES
+//! (1400; a small value such as 30 sends one metric per datagram, as most clients do), BENCH_CARBIDE (another
 //! `carbide` binary to run instead of this build's, e.g. a copy of the previous version, so two
 //! versions can be compared on the same loaded machine minutes apart).
 
@@ -72,9 +81,10 @@ fn usage(pid: u32) -> (f64, u64) {
 
 /// The datagrams the sender cycles through.
 fn datagrams() -> Vec<(Vec<u8>, u64)> {
+    let datagram_bytes = knob("BENCH_DATAGRAM_BYTES", 1400) as usize;
     let mut out = Vec::new();
     let mut i: u64 = 0;
-    for _ in 0..200 {
+    for _ in 0..(200_000 / datagram_bytes).clamp(200, 20_000) {
         let mut d = Vec::new();
         let mut n = 0;
         loop {
@@ -83,7 +93,7 @@ fn datagrams() -> Vec<(Vec<u8>, u64)> {
                 7 | 8 => format!("bench.timer.k{}:{}|ms", i % 1000, i % 500),
                 _ => format!("bench.gauge.k{}:{}|g", i % 1000, i % 100),
             };
-            if d.len() + line.len() + 1 > 1400 {
+            if !d.is_empty() && d.len() + line.len() + 1 > datagram_bytes {
                 break;
             }
             if !d.is_empty() {
@@ -241,6 +251,10 @@ fn main() {
         "etsy statsd missing: run scripts/install-test-deps.sh"
     );
     let tmp = tempfile::tempdir().unwrap();
+    if std::env::var("BENCH_MODE").as_deref() == Ok("burst") {
+        burst_main(&statsd, tmp.path());
+        return;
+    }
 
     let ours = {
         let gl = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -296,4 +310,236 @@ fn main() {
         _ => 0.0,
     };
     println!("\nratio (zero-drop rate): {ratio:.1}×");
+}
+
+// ---------------------------------------------------------------------------------------------
+// BENCH_MODE=burst: a 1 M-key cardinality burst inside one flush interval.
+
+/// One graphite connection: when it was accepted, when its last byte came, what it held.
+struct Delivery {
+    accepted: Instant,
+    done: Instant,
+    payload: Vec<u8>,
+}
+
+fn burst_listener(gl: TcpListener) -> mpsc::Receiver<Delivery> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for c in gl.incoming() {
+            let Ok(mut c) = c else { return };
+            let accepted = Instant::now();
+            let mut payload = Vec::new();
+            let _ = c.read_to_end(&mut payload);
+            let done = Instant::now();
+            if tx
+                .send(Delivery {
+                    accepted,
+                    done,
+                    payload,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `1400`-byte datagrams of `keys` distinct keys, one sample each: 90 % counters
+/// (`burst.c.k<i>:1|c`), 10 % timers (`burst.t.k<i>:<i%1000>|ms`).
+fn burst_datagrams(keys: u64) -> Vec<(Vec<u8>, u64)> {
+    let mut out = Vec::new();
+    let mut d = Vec::new();
+    let mut n = 0;
+    for i in 0..keys {
+        let line = if i % 10 == 9 {
+            format!("burst.t.k{i}:{}|ms", i % 1000)
+        } else {
+            format!("burst.c.k{i}:1|c")
+        };
+        if d.len() + line.len() + 1 > 1400 {
+            out.push((std::mem::take(&mut d), n));
+            n = 0;
+        }
+        if !d.is_empty() {
+            d.push(b'\n');
+        }
+        d.extend_from_slice(line.as_bytes());
+        n += 1;
+    }
+    if n > 0 {
+        out.push((d, n));
+    }
+    out
+}
+
+struct Burst {
+    flush_ms: f64,
+    lines: u64,
+    bytes: usize,
+    present: u64,
+    metrics_received: u64,
+    keys_over_limit: Option<u64>,
+    rss_kib: u64,
+    send_secs: f64,
+}
+
+/// Keys of the burst whose one sample is in the flush (counter count 1, timer count 1), and
+/// statsd's own counters.
+fn burst_count(payload: &[u8], keys: u64) -> (u64, u64, u64, Option<u64>) {
+    let mut seen = vec![false; keys as usize];
+    let (mut lines, mut received, mut over) = (0u64, 0u64, None);
+    for l in payload.split(|b| *b == b'\n') {
+        if l.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let Ok(l) = std::str::from_utf8(l) else { continue };
+        let mut p = l.split(' ');
+        let (Some(name), Some(v)) = (p.next(), p.next()) else {
+            continue;
+        };
+        let idx = if let Some(k) = name.strip_prefix("stats_counts.burst.c.k") {
+            (v == "1").then_some(k)
+        } else if let Some(k) = name
+            .strip_prefix("stats.timers.burst.t.k")
+            .and_then(|k| k.strip_suffix(".count"))
+        {
+            (v == "1").then_some(k)
+        } else {
+            if name == "stats_counts.statsd.metrics_received" {
+                received = v.parse().unwrap_or(0);
+            } else if name == "stats_counts.statsd.keys_over_limit" {
+                over = v.parse().ok();
+            }
+            None
+        };
+        if let Some(i) = idx.and_then(|k| k.parse::<usize>().ok())
+            && let Some(s) = seen.get_mut(i)
+        {
+            *s = true;
+        }
+    }
+    (seen.iter().filter(|s| **s).count() as u64, lines, received, over)
+}
+
+fn burst_run(name: &str, mut cmd: Command, port: u16, gl: TcpListener, interval_ms: u64) -> Burst {
+    let deliveries = burst_listener(gl);
+    let child = Kill(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let pid = child.0.id();
+    let keys = knob("BURST_KEYS", 1_000_000);
+    let rate = knob("BURST_RATE", 70_000) as f64;
+    let data = burst_datagrams(keys);
+    let interval = Duration::from_millis(interval_ms);
+    // A quiet flush marks the schedule: the burst flush starts one interval after it.
+    let quiet = deliveries
+        .recv_timeout(interval + Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{name}: no first flush"));
+    let flush_due = quiet.accepted + interval;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", port)).unwrap();
+    let start = Instant::now();
+    let (mut sent, mut k) = (0u64, 0usize);
+    while k < data.len() {
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        while sent < due && k < data.len() {
+            sock.send(&data[k].0).unwrap();
+            sent += data[k].1;
+            k += 1;
+        }
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    assert!(
+        Instant::now() < flush_due,
+        "{name}: the burst took {send_secs:.1} s, past the flush: raise BURST_INTERVAL_MS or BURST_RATE"
+    );
+    let burst = deliveries
+        .recv_timeout(interval + Duration::from_secs(300))
+        .unwrap_or_else(|_| panic!("{name}: no flush after the burst"));
+    let (present, lines, metrics_received, keys_over_limit) = burst_count(&burst.payload, keys);
+    let (_, rss_kib) = usage(pid);
+    let r = Burst {
+        flush_ms: burst.done.saturating_duration_since(flush_due).as_secs_f64() * 1000.0,
+        lines,
+        bytes: burst.payload.len(),
+        present,
+        metrics_received,
+        keys_over_limit,
+        rss_kib,
+        send_secs,
+    };
+    eprintln!(
+        "{name}: sent {sent} keys in {send_secs:.1} s; flush {:.0} ms after its due time ({} lines, {} MB, last byte {:.0} ms after accept), {present} keys present, metrics_received {metrics_received}, keys_over_limit {keys_over_limit:?}, peak RSS {} MiB",
+        r.flush_ms,
+        lines,
+        r.bytes / 1_000_000,
+        burst.done.saturating_duration_since(burst.accepted).as_secs_f64() * 1000.0,
+        rss_kib / 1024
+    );
+    drop(child);
+    r
+}
+
+fn burst_main(statsd: &Path, tmp: &Path) {
+    let interval_ms = knob("BURST_INTERVAL_MS", 20_000);
+    let keys = knob("BURST_KEYS", 1_000_000);
+    let carbide = |max_keys: Option<u64>| {
+        let gl = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free_port();
+        let conf = tmp.join(format!("carbide-burst-{max_keys:?}.json"));
+        let mut cfg = serde_json::json!({
+            "graphiteHost": "127.0.0.1", "graphitePort": gl.local_addr().unwrap().port(),
+            "address": "127.0.0.1", "port": port, "mgmt_port": free_port(),
+            "flushInterval": interval_ms, "carbideReceivers": knob("BENCH_RECEIVERS", 2),
+        });
+        if let Some(m) = max_keys {
+            cfg["carbideMaxKeys"] = m.into();
+        }
+        std::fs::write(&conf, cfg.to_string()).unwrap();
+        let mut cmd = Command::new(carbide_bin());
+        cmd.args(["statsd", "--config"]).arg(&conf);
+        let name = match max_keys {
+            Some(m) => format!("carbide statsd, carbideMaxKeys {m}"),
+            None => "carbide statsd".to_string(),
+        };
+        (name.clone(), burst_run(&name, cmd, port, gl, interval_ms))
+    };
+    let mut results = vec![carbide(None), carbide(Some(keys / 2))];
+    {
+        let gl = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free_port();
+        let conf = tmp.join("etsy-burst.js");
+        let cfg = serde_json::json!({
+            "graphiteHost": "127.0.0.1", "graphitePort": gl.local_addr().unwrap().port(),
+            "address": "127.0.0.1", "port": port, "mgmt_port": free_port(), "flushInterval": interval_ms,
+        });
+        std::fs::write(&conf, cfg.to_string()).unwrap();
+        let mut cmd = Command::new("node");
+        cmd.arg(statsd.join("stats.js")).arg(&conf).current_dir(statsd);
+        let name = "etsy statsd 0.9.0".to_string();
+        results.push((name.clone(), burst_run(&name, cmd, port, gl, interval_ms)));
+    }
+    println!(
+        "\n| program | keys sent | send s | flush ms (due → last byte) | lines | MB | keys in flush | lost | metrics_received | keys_over_limit | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, r) in &results {
+        println!(
+            "| {name} | {keys} | {:.1} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} |",
+            r.send_secs,
+            r.flush_ms,
+            r.lines,
+            r.bytes as f64 / 1e6,
+            r.present,
+            keys - r.present.min(keys),
+            r.metrics_received,
+            r.keys_over_limit.map_or("-".into(), |v| v.to_string()),
+            r.rss_kib as f64 / 1024.0
+        );
+    }
 }

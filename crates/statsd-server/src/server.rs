@@ -364,7 +364,7 @@ fn deliver(shared: &Shared, sink: &mut dyn FlushSink, flush: &Flush) {
             }
             let mut g = shared.graphite();
             g.flush_time = ms;
-            g.flush_length = len.unwrap_or_else(|| flush.to_text().encode_utf16().count());
+            g.flush_length = len.unwrap_or_else(|| flush.text_len_utf16());
             g.last_flush = at;
         }
         Err(_) => {

@@ -118,6 +118,13 @@ pub fn pickle_frames(flush: &Flush) -> (Vec<u8>, usize) {
     (out, skipped)
 }
 
+/// What goes to each destination: plaintext is written line by line from the flush, pickle
+/// frames are built once.
+enum Payload<'a> {
+    Text(&'a Flush),
+    Bytes(Vec<u8>),
+}
+
 /// Graphite's plaintext or pickle protocol over TCP, a fresh connection per flush to each
 /// destination.
 #[derive(Debug, Clone)]
@@ -145,14 +152,18 @@ impl GraphiteTcp {
         self
     }
 
-    fn send_one(&self, dest: &str, payload: &[u8]) -> std::io::Result<()> {
+    fn send_one(&self, dest: &str, payload: &Payload<'_>) -> std::io::Result<()> {
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{dest}: no address"));
         for addr in dest.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, self.timeout) {
-                Ok(mut conn) => {
+                Ok(conn) => {
                     conn.set_write_timeout(Some(self.timeout))?;
-                    conn.write_all(payload)?;
-                    return conn.flush();
+                    let mut w = std::io::BufWriter::with_capacity(256 * 1024, conn);
+                    match payload {
+                        Payload::Text(flush) => flush.write_text(&mut w)?,
+                        Payload::Bytes(b) => w.write_all(b)?,
+                    }
+                    return w.flush();
                 }
                 Err(e) => last = e,
             }
@@ -166,7 +177,7 @@ impl FlushSink for GraphiteTcp {
         let payload = match self.protocol {
             GraphiteProtocol::Text => {
                 self.last_len = None;
-                flush.to_text().into_bytes()
+                Payload::Text(flush)
             }
             GraphiteProtocol::Pickle => {
                 let (bytes, skipped) = pickle_frames(flush);
@@ -177,7 +188,7 @@ impl FlushSink for GraphiteTcp {
                     );
                 }
                 self.last_len = Some(bytes.len());
-                bytes
+                Payload::Bytes(bytes)
             }
         };
         let mut result = Ok(());

@@ -335,7 +335,7 @@ impl Statsd {
             timestamp: ts,
             lines: out,
         };
-        self.backend.flush_length = flush.to_text().encode_utf16().count();
+        self.backend.flush_length = flush.text_len_utf16();
         self.backend.last_flush = ts;
         self.clear();
         flush

@@ -257,11 +257,86 @@ impl Flush {
         s
     }
 
+    /// Writes [`Flush::to_text`]'s bytes to `w` line by line, so a sender need not hold the
+    /// whole text (143 MB for a million keys) beside the lines.
+    pub fn write_text(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        for l in &self.lines {
+            writeln!(w, "{} {} {}", l.name, l.value, l.timestamp)?;
+        }
+        if self.lines.is_empty() {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// The length of [`Flush::to_text`] in UTF-16 code units (graphite.js's `flush_length`),
+    /// without building the text: a flush of a million keys is hundreds of MB of it.
+    pub fn text_len_utf16(&self) -> usize {
+        if self.lines.is_empty() {
+            return 1;
+        }
+        let utf16 = |s: &str| {
+            if s.is_ascii() {
+                s.len()
+            } else {
+                s.encode_utf16().count()
+            }
+        };
+        self.lines
+            .iter()
+            .map(|l| utf16(&l.name) + utf16(&l.value) + decimal_len(l.timestamp) + 3)
+            .sum()
+    }
+
     /// The value of the first line with this name.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.lines
             .iter()
             .find(|l| l.name == name)
             .map(|l| l.value.as_str())
+    }
+}
+
+/// Characters of `n` printed in decimal, sign included.
+fn decimal_len(n: i64) -> usize {
+    let mut len = usize::from(n < 0) + 1;
+    let mut m = n.unsigned_abs();
+    while m >= 10 {
+        m /= 10;
+        len += 1;
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_len_matches_the_text() {
+        let l = |name: &str, value: &str, timestamp: i64| GraphiteLine {
+            name: name.into(),
+            value: value.into(),
+            timestamp,
+        };
+        for lines in [
+            vec![],
+            vec![l("a", "1", 0)],
+            vec![
+                l("stats.x", "0.30000000000000004", 1_700_000_000),
+                l("é;t=ü", "NaN", -5),
+            ],
+            vec![
+                l("𝄞", "-Infinity", 9),
+                l("b", "1e+21", 10),
+                l("c", "2", -1_000_000),
+            ],
+        ] {
+            let f = Flush { timestamp: 0, lines };
+            assert_eq!(f.text_len_utf16(), f.to_text().encode_utf16().count(), "{f:?}");
+            let mut written = Vec::new();
+            f.write_text(&mut written).unwrap();
+            assert_eq!(written, f.to_text().into_bytes());
+        }
     }
 }
