@@ -265,8 +265,13 @@ impl Storage {
         now: i64,
     ) -> Result<Option<FetchedSeries>, StorageError> {
         let path = self.path_of(name);
-        let header = carbide_whisper::file::info(&path)?;
-        let Some(fetched) = carbide_whisper::file::fetch(&path, from, Some(until), now, None)? else {
+        // One open for the header and the read: a render of 1 000 series opened every file twice.
+        let db = open_settled(&path)?;
+        let fetched = db
+            .fetch(from, Some(until), now, None)
+            .map_err(|e| e.with_path(&path))?;
+        let header = db.header();
+        let Some(fetched) = fetched else {
             return Ok(None);
         };
         let mut values = fetched.values;
@@ -298,7 +303,8 @@ impl Storage {
     /// from `now - max_retention` to the file's modification time.
     pub fn intervals(&self, name: &str, now: i64) -> Result<(i64, i64), StorageError> {
         let path = self.path_of(name);
-        let header = carbide_whisper::file::info(&path)?;
+        let db = open_settled(&path)?;
+        let header = db.header();
         let start = now - i64::from(header.max_retention);
         let mtime = std::fs::metadata(&path)
             .and_then(|m| m.modified())
@@ -307,6 +313,27 @@ impl Storage {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(start);
         Ok((start, mtime.max(start)))
+    }
+}
+
+/// Tries to open a whisper file this many times before its error stands.
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// Opens a whisper file for reading, allowing for one a writer is creating at this moment: between
+/// the create and the end of its header and preallocation (tens of microseconds) the file is too
+/// short to read. Such a file is tried again a few milliseconds later instead of failing the
+/// request; a file that stays unreadable (truly damaged) is reported after ~10 ms.
+fn open_settled(path: &Path) -> Result<carbide_whisper::WhisperFile, carbide_whisper::Error> {
+    let mut attempt = 1;
+    loop {
+        match carbide_whisper::WhisperFile::open_path(path, false, false) {
+            Ok(db) => return Ok(db),
+            Err(e) if attempt < OPEN_ATTEMPTS && e.is_corrupt() => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -421,5 +448,28 @@ mod tests {
         assert_eq!(f.step, 60);
         let pts: Vec<_> = f.values.iter().flatten().copied().collect();
         assert_eq!(pts, vec![1.0, 7.0]);
+    }
+
+    /// A render that meets a file its writer is creating (empty for a moment) waits for the
+    /// header instead of failing the request (serve's web API raced its own writers).
+    #[test]
+    fn a_file_being_created_is_read_once_its_header_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let donor = tempfile::tempdir().unwrap();
+        make(donor.path(), "m");
+        let bytes = std::fs::read(donor.path().join("m.wsp")).unwrap();
+        let path = dir.path().join("m.wsp");
+        std::fs::write(&path, b"").unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            std::fs::write(&path, bytes).unwrap();
+        });
+        let got = storage.fetch("m", 0, 60, 60);
+        writer.join().unwrap();
+        assert!(got.is_ok(), "{got:?}");
+        // A file that stays empty is still an error.
+        std::fs::write(dir.path().join("empty.wsp"), b"").unwrap();
+        assert!(storage.fetch("empty", 0, 60, 60).is_err());
     }
 }

@@ -13,6 +13,7 @@
 //! - this file: the router, [`run`], and one handler per endpoint.
 
 pub mod events;
+mod findjson;
 mod findpickle;
 pub mod params;
 pub mod tags;
@@ -305,29 +306,7 @@ async fn find(
     nodes.sort_by(|a, b| a.name().cmp(b.name()));
     let jsonp = p.get("jsonp");
     let body = match format.as_str() {
-        "treejson" => {
-            let mut out: Vec<Value> = Vec::new();
-            if nodes.len() > 1 && wildcards {
-                let leaf = nodes.iter().all(|n| n.is_leaf);
-                out.push(tree_node("*", &format!("{base_path}*"), leaf));
-            }
-            let mut seen = std::collections::HashSet::new();
-            let (mut branches, mut leaves) = (Vec::new(), Vec::new());
-            for n in &nodes {
-                if !seen.insert(n.name().to_string()) {
-                    continue;
-                }
-                let v = tree_node(n.name(), &format!("{base_path}{}", n.name()), n.is_leaf);
-                if n.is_leaf {
-                    leaves.push(v);
-                } else {
-                    branches.push(v);
-                }
-            }
-            out.extend(branches);
-            out.extend(leaves);
-            Value::Array(out)
-        }
+        "treejson" => findjson::tree_json(&nodes, &base_path, wildcards),
         "completer" => {
             let mut metrics: Vec<Value> = nodes
                 .iter()
@@ -343,7 +322,7 @@ async fn find(
             if metrics.len() > 1 && wildcards {
                 metrics.push(json!({"name": "*"}));
             }
-            json!({ "metrics": metrics })
+            json!({ "metrics": metrics }).to_string()
         }
         "json" => {
             let now = unix_now();
@@ -363,7 +342,7 @@ async fn find(
                 })
                 .collect();
             items.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-            Value::Array(items)
+            Value::Array(items).to_string()
         }
         "pickle" => {
             let now = unix_now();
@@ -434,7 +413,7 @@ async fn find(
                     found.insert(part.to_string());
                 }
             }
-            json!({ "nodes": found.into_iter().collect::<Vec<_>>() })
+            json!({ "nodes": found.into_iter().collect::<Vec<_>>() }).to_string()
         }
         _ => {
             return (
@@ -445,7 +424,7 @@ async fn find(
                 .into_response();
         }
     };
-    let mut resp = json_response(body.to_string(), jsonp);
+    let mut resp = json_response(body, jsonp);
     let h = resp.headers_mut();
     h.insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
     h.insert(
@@ -453,17 +432,6 @@ async fn find(
         header::HeaderValue::from_static("no-cache"),
     );
     resp
-}
-
-fn tree_node(text: &str, id: &str, leaf: bool) -> Value {
-    let flag = i32::from(!leaf);
-    json!({
-        "text": text,
-        "id": id,
-        "allowChildren": flag,
-        "expandable": flag,
-        "leaf": i32::from(leaf),
-    })
 }
 
 async fn expand(
