@@ -526,6 +526,9 @@ impl StatsdServer {
     }
 
     fn stop_threads(&mut self) {
+        // The receivers watch `stop_receiving` only: without it a plain shutdown (or drop) waited
+        // for them forever.
+        self.shared.stop_receiving.store(true, Ordering::SeqCst);
         self.shared.stop.store(true, Ordering::SeqCst);
         for t in self.receivers.drain(..).chain(self.threads.drain(..)) {
             let _ = t.join();
