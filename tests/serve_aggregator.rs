@@ -159,7 +159,7 @@ fn serve_aggregates_into_whisper_as_carbon_aggregator_computes() {
     let sent = Instant::now();
     // The first computation, 10 s after the buffers were made; then late points re-open two of
     // the intervals (new values at the same timestamps), for every aggregator alike.
-    wait_until(Duration::from_secs(30), "carbon's first aggregates", || {
+    wait_until(Duration::from_secs(90), "carbon's first aggregates", || {
         cap.lines().iter().any(|l| is_aggregate(l))
     });
     send_all(&ports, &input([base - 30, base - 20], 2));
