@@ -182,7 +182,8 @@ fn admin(port: u16, command: &str) -> String {
 
 /// Runs one case of steps, one list per flush interval. A loaded machine can delay node past a
 /// flush boundary, so a packet lands in the next interval; that shows as a different
-/// `packets_received` and reruns the case (at most three times). Any other difference fails.
+/// `packets_received` and reruns the case (at most three times), as does a port another test
+/// took first. Any other difference fails.
 fn run_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) {
     let mut slips = Vec::new();
     for _ in 0..3 {
@@ -251,13 +252,18 @@ fn try_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) -> Result<(), 
         stderr: stderr_path,
     };
 
-    let wait_flush = |node: &mut Node| -> Vec<Line> {
+    // A port picked free can be taken by another test before node binds it; node then exits
+    // with EADDRINUSE and the case reruns on fresh ports. Any other death fails.
+    let wait_flush = |node: &mut Node| -> Result<Vec<Line>, String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) {
-                return parse_payload(&p);
+                return Ok(parse_payload(&p));
             }
             if let Some(msg) = node.died() {
+                if msg.contains("EADDRINUSE") {
+                    return Err(format!("port taken: {msg}"));
+                }
                 panic!("case {case}: {msg}");
             }
             assert!(
@@ -270,7 +276,7 @@ fn try_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) -> Result<(), 
 
     // Flush 0: nothing sent yet. Packets may only go out once node's UDP socket is bound, which
     // the first flush proves (the socket is bound in the tick after start-up).
-    let first = wait_flush(&mut node);
+    let first = wait_flush(&mut node)?;
     // Node's start second shows as `last_flush` before its first write; it is part of the
     // payload length reported next.
     let startup_s: i64 = first
@@ -325,7 +331,7 @@ fn try_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) -> Result<(), 
                 }
             }
         }
-        let got = wait_flush(&mut node);
+        let got = wait_flush(&mut node)?;
         let ours = parse_payload(&engine.flush(flush_ts(&got) * 1000).to_text());
         if let Some(slip) = timing_slip(&got, &ours) {
             return Err(format!("flush {}: node had {slip}", i + 1));
