@@ -186,7 +186,11 @@ fn shell(program: &str, prefix: &str) -> Command {
 
 /// The built binary.
 pub fn carbide_exe() -> &'static str {
-    env!("CARGO_BIN_EXE_carbide")
+    // BENCH_CARBIDE runs another build (an A/B of two commits with the same bench binary).
+    static EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        std::env::var("BENCH_CARBIDE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_carbide").to_string())
+    })
 }
 
 impl Server {

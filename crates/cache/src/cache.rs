@@ -143,12 +143,37 @@ impl std::fmt::Debug for Cache {
 #[error("cache full: point dropped")]
 pub struct Overflow;
 
+/// Makes room for one more point, growing a list by an eighth (at least 8 points) instead of
+/// doubling it. Held points are most of the cache's memory in a burst (4 M points at once with
+/// 100 000 metrics), and doubling left a list of 40 points in room for 64: 1.6 times the points'
+/// size. Growth by an eighth wastes at most 12.5 % and still copies each point only a bounded
+/// number of times. A list that outgrows its first allocation (4 points) goes straight to
+/// [`BATCH_POINTS`], the size at which writers take it.
+fn reserve_one(pending: &mut Vec<Point>) {
+    let len = pending.len();
+    if len < pending.capacity() || len < 4 {
+        return;
+    }
+    let more = if len < BATCH_POINTS {
+        BATCH_POINTS - len
+    } else {
+        (len / 8).max(8)
+    };
+    pending.reserve_exact(more);
+}
+
+/// Appends a point; writers sort a list when they take it.
+fn push_point(pending: &mut Vec<Point>, ts: i64, value: f64) {
+    reserve_one(pending);
+    pending.push((ts, value));
+}
+
 /// Puts `(ts, value)` into a pending list, overwriting a point with the same timestamp.
 fn upsert(pending: &mut Vec<Point>, ts: i64, value: f64) -> bool {
     // Points mostly arrive in time order: one newer than the last cannot be a duplicate, and
     // skipping the scan keeps a metric's inserts linear in its points, not quadratic.
     if pending.last().is_none_or(|p| p.0 < ts) {
-        pending.push((ts, value));
+        push_point(pending, ts, value);
         return true;
     }
     // Newest points are at the end and duplicates are usually recent: scan backwards.
@@ -156,7 +181,7 @@ fn upsert(pending: &mut Vec<Point>, ts: i64, value: f64) -> bool {
         p.1 = value;
         false
     } else {
-        pending.push((ts, value));
+        push_point(pending, ts, value);
         true
     }
 }
@@ -315,7 +340,7 @@ impl Cache {
             None => map.entry(Arc::from(metric)).or_default(),
         };
         let grew = if entry.pending.is_empty() || ts > entry.newest {
-            entry.pending.push((ts, value));
+            push_point(&mut entry.pending, ts, value);
             entry.newest = ts;
             true
         } else {
@@ -884,6 +909,21 @@ mod tests {
 
     /// The batched insert ends in the same cache as inserting one by one: every point, the last
     /// duplicate winning, the same size and counters.
+    #[test]
+    fn pending_lists_grow_to_a_batch_then_by_an_eighth() {
+        let mut pending = Vec::new();
+        for ts in 0..5 {
+            push_point(&mut pending, ts, 0.0);
+        }
+        assert_eq!(pending.capacity(), BATCH_POINTS);
+        for ts in 5..1000 {
+            push_point(&mut pending, ts, 0.0);
+            let cap = pending.capacity();
+            let bound = BATCH_POINTS.max(pending.len() + (pending.len() / 8).max(8));
+            assert!(cap <= bound, "room for {cap} with {} points", pending.len());
+        }
+    }
+
     #[test]
     fn insert_many_equals_one_by_one() {
         let names: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
