@@ -318,121 +318,152 @@ async fn line_connection(
     }
 }
 
+/// A pickle connection: length-prefixed frames of `[(name, (timestamp, value)), ...]`, decoded by
+/// the safe pickle VM. A bad frame or entry is counted and skipped; a frame over the size limit
+/// drops the connection, as carbon does.
 async fn pickle_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: &str,
     ingest: &Ingest,
     space: &Notify,
     limits: ReceiverLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let pickle_limits = Limits::default();
-    let mut clocks = Clocks::new(limits);
-    loop {
-        if wait_for_space(ingest, space).await {
-            clocks.restart();
-        }
-        let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
-        let mut at = 0;
-        let mut got = false;
-        let mut batch = ingest.batch();
-        loop {
-            match decode_frame(&buf[at..], limits.max_frame) {
-                Ok(Some(frame)) => {
-                    let len = frame.consumed;
-                    match decode_points(frame.payload, now_f64(), &pickle_limits) {
-                        Ok(entries) => {
-                            for entry in entries {
-                                match entry {
-                                    Ok(p) => {
-                                        got = true;
-                                        batch.point_now(&p.name, p.value, p.timestamp);
-                                    }
-                                    Err(carbide_protocol::points::EntryError::NanValue) => {}
-                                    Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
-                                }
+    let frames = Framed {
+        stream,
+        peer,
+        ingest,
+        space,
+        limits,
+        shutdown,
+        max_frame: limits.max_frame,
+        wire: "pickle",
+    };
+    frames
+        .run(|payload, batch| {
+            let mut got = false;
+            match decode_points(payload, now_f64(), &pickle_limits) {
+                Ok(entries) => {
+                    for entry in entries {
+                        match entry {
+                            Ok(p) => {
+                                got = true;
+                                batch.point_now(&p.name, p.value, p.timestamp);
                             }
+                            Err(carbide_protocol::points::EntryError::NanValue) => {}
+                            Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
                         }
-                        Err(e) => ingest.bad_line(peer, b"<pickle frame>", &e),
                     }
-                    at += len;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer, error = %e, "pickle frame refused; dropping the connection");
-                    return Ok(());
-                }
+                Err(e) => ingest.bad_line(peer, b"<pickle frame>", &e),
             }
-        }
-        drop(batch);
-        buf.drain(..at);
-        clocks.after_read(got, !buf.is_empty());
-        if n == 0 {
-            return Ok(());
-        }
-    }
+            got
+        })
+        .await
 }
 
 /// A protobuf connection: frames as the pickle receiver's, but always carbon's fixed 2**20 limit
 /// (`MetricProtobufReceiver.MAX_LENGTH`). A payload that does not decode loses the whole frame, as
 /// `Payload.FromString` raising `DecodeError` does in carbon; the connection lives on.
 async fn protobuf_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: &str,
     ingest: &Ingest,
     space: &Notify,
     limits: ReceiverLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut clocks = Clocks::new(limits);
-    loop {
-        if wait_for_space(ingest, space).await {
-            clocks.restart();
-        }
-        let n = read_some(&mut stream, &mut buf, &mut shutdown, &clocks, peer).await?;
-        let mut at = 0;
-        let mut got = false;
-        let mut batch = ingest.batch();
-        loop {
-            match decode_frame(&buf[at..], PROTOBUF_MAX_FRAME) {
-                Ok(Some(frame)) => {
-                    match decode_payload(frame.payload) {
-                        Ok(decoded) => {
-                            for p in &decoded.points {
-                                got = true;
-                                // NaN is dropped silently, as carbon's metricReceived does.
-                                if !p.value.is_nan() {
-                                    batch.point_now(p.name, p.value, f64::from(p.timestamp));
-                                }
-                            }
-                            if let Some(stop) = decoded.stopped_early_at {
-                                tracing::debug!(
-                                    peer,
-                                    at = stop,
-                                    "protobuf payload ends early (tag 0 or end-group); the rest of the frame is ignored, as carbon does"
-                                );
-                            }
+    let frames = Framed {
+        stream,
+        peer,
+        ingest,
+        space,
+        limits,
+        shutdown,
+        max_frame: PROTOBUF_MAX_FRAME,
+        wire: "protobuf",
+    };
+    frames
+        .run(|payload, batch| {
+            let mut got = false;
+            match decode_payload(payload) {
+                Ok(decoded) => {
+                    for p in &decoded.points {
+                        got = true;
+                        // NaN is dropped silently, as carbon's metricReceived does.
+                        if !p.value.is_nan() {
+                            batch.point_now(p.name, p.value, f64::from(p.timestamp));
                         }
-                        Err(e) => ingest.bad_line(peer, b"<protobuf frame>", &e),
                     }
-                    at += frame.consumed;
+                    if let Some(stop) = decoded.stopped_early_at {
+                        tracing::debug!(
+                            peer,
+                            at = stop,
+                            "protobuf payload ends early (tag 0 or end-group); the rest of the frame is ignored, as carbon does"
+                        );
+                    }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer, error = %e, "protobuf frame refused; dropping the connection");
-                    return Ok(());
+                Err(e) => ingest.bad_line(peer, b"<protobuf frame>", &e),
+            }
+            got
+        })
+        .await
+}
+
+/// A connection carrying carbon's length-prefixed frames (pickle, protobuf): the read loop with
+/// flow control, idle clocks and shutdown that both share; only a frame's decoding differs.
+struct Framed<'a> {
+    stream: TcpStream,
+    peer: &'a str,
+    ingest: &'a Ingest,
+    space: &'a Notify,
+    limits: ReceiverLimits,
+    shutdown: watch::Receiver<bool>,
+    /// A frame announcing more than this drops the connection.
+    max_frame: usize,
+    /// For the log line when a frame is refused.
+    wire: &'static str,
+}
+
+impl Framed<'_> {
+    /// Reads until end of stream, handing each whole frame's payload to `frame`, which returns
+    /// whether it held any point (that keeps the idle clock from firing).
+    async fn run(
+        mut self,
+        mut frame: impl FnMut(&[u8], &mut crate::ingest::IngestBatch<'_, '_>) -> bool,
+    ) -> std::io::Result<()> {
+        let (ingest, peer) = (self.ingest, self.peer);
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut clocks = Clocks::new(self.limits);
+        loop {
+            if wait_for_space(ingest, self.space).await {
+                clocks.restart();
+            }
+            let n = read_some(&mut self.stream, &mut buf, &mut self.shutdown, &clocks, peer).await?;
+            let mut at = 0;
+            let mut got = false;
+            let mut batch = ingest.batch();
+            loop {
+                match decode_frame(&buf[at..], self.max_frame) {
+                    Ok(Some(decoded)) => {
+                        got |= frame(decoded.payload, &mut batch);
+                        at += decoded.consumed;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        ingest.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer, wire = self.wire, error = %e, "frame refused; dropping the connection");
+                        return Ok(());
+                    }
                 }
             }
-        }
-        drop(batch);
-        buf.drain(..at);
-        clocks.after_read(got, !buf.is_empty());
-        if n == 0 {
-            return Ok(());
+            drop(batch);
+            buf.drain(..at);
+            clocks.after_read(got, !buf.is_empty());
+            if n == 0 {
+                return Ok(());
+            }
         }
     }
 }
