@@ -80,17 +80,7 @@ fn serve_runs_on_embedded_defaults() {
     assert!(http_get(p.admin, "/metrics").contains("carbide_points_received_total"));
     let got = carbonlink_query(p.query, &["serve.never".to_string()]);
     assert_eq!(got["serve.never"], vec![]);
-    drop(guard);
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("carbide serve did not exit within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    drop(guard); // SIGTERM
+    let status = cache_common::exit_within(&mut child, Duration::from_secs(30), "carbide serve");
     assert!(status.success(), "carbide serve exited with {status}");
 }

@@ -87,26 +87,7 @@ fn start_serve(data: &Path, conf_dir: &Path, line: u16, extra: &[&str]) -> Guard
 
 /// SIGTERM, then a successful exit: the cache (and the aggregator's last word) is on disk.
 fn stop(mut g: Guard) {
-    let pid = g.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = g.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "carbide serve did not exit within 30 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "carbide serve exited with {status}");
+    cache_common::terminate(&mut g.0, Duration::from_secs(30), "carbide serve");
 }
 
 fn wsp(data: &Path, name: &str) -> PathBuf {

@@ -96,26 +96,7 @@ impl Serve {
     /// SIGTERM, then the exit status (which must be success).
     fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("carbide serve did not exit within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "carbide serve exited with {status}");
+        cache_common::terminate(&mut child, Duration::from_secs(30), "carbide serve");
     }
 }
 
@@ -479,17 +460,11 @@ fn refused(data: &Path, ports: ServePorts, extra: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("carbide serve kept running although it should have refused to start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = cache_common::exit_within(
+        &mut child,
+        Duration::from_secs(30),
+        "carbide serve (which should refuse to start)",
+    );
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(!status.success(), "carbide serve exited with {status}: {err}");

@@ -184,6 +184,33 @@ fn shell(program: &str, prefix: &str) -> Command {
     c
 }
 
+/// Sends SIGTERM to `child` and waits for a successful exit within `limit` (the shutdown drains
+/// the cache to disk, so a failure or a hang loses data); kills it and fails the test otherwise.
+pub fn terminate(child: &mut Child, limit: Duration, what: &str) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "cannot signal {what}");
+    let status = exit_within(child, limit, what);
+    assert!(status.success(), "{what} exited with {status}");
+}
+
+/// Waits up to `limit` for `child` to exit and returns its status; kills it and fails the test
+/// if it is still running then.
+pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The built binary.
 pub fn carbide_exe() -> &'static str {
     // BENCH_CARBIDE runs another build (an A/B of two commits with the same bench binary).
