@@ -66,27 +66,27 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Whisper(cmd) => whisper_cli::run(cmd),
         Command::Statsd(args) => {
-            roles::init_logging();
+            roles::init_daemon();
             statsd_cli::run(args)
         }
         Command::Serve(args) => {
-            roles::init_logging();
+            roles::init_daemon();
             serve::run(args)
         }
         Command::Relay(args) => {
-            roles::init_logging();
+            roles::init_daemon();
             relay_cli::relay(args)
         }
         Command::Aggregator(args) => {
-            roles::init_logging();
+            roles::init_daemon();
             relay_cli::aggregator(args)
         }
         Command::Web(args) => {
-            roles::init_logging();
+            roles::init_daemon();
             web_cli::run(args)
         }
         Command::Cache(args) => {
-            roles::init_logging();
+            roles::init_daemon();
             roles::cache(args)
         }
     }

@@ -273,6 +273,44 @@ pub fn cache(args: CacheArgs) -> ExitCode {
     })())
 }
 
+/// What every daemon does first: structured logs, then as many file descriptors as the hard limit
+/// allows.
+pub fn init_daemon() {
+    init_logging();
+    raise_fd_limit();
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit. Each client connection and each whisper file
+/// being written costs a descriptor, and distributions start services with a soft limit of 1 024
+/// under a hard one of 500 000 or more: carbon-cache.py then fails with EMFILE at about a
+/// thousand senders. Go daemons (go-carbon, carbon-relay-ng) get this raise from their runtime;
+/// we do it ourselves. A failure only costs headroom, so it is logged, not fatal.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(soft), hard) = (limit.current, limit.maximum) else {
+        return; // already unlimited
+    };
+    // An unlimited hard limit still stops at the kernel's fs.nr_open (setrlimit refuses more).
+    let target = hard.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    });
+    if soft >= target {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(target),
+        maximum: hard,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = soft, to = target, "raised the open-file limit"),
+        Err(e) => tracing::warn!(soft, error = %e, "could not raise the open-file limit"),
+    }
+}
+
 /// Logs to stderr as structured lines; RUST_LOG or CARBIDE_LOG picks the level (default info).
 pub fn init_logging() {
     let filter = std::env::var("CARBIDE_LOG")

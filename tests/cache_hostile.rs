@@ -1,6 +1,6 @@
 //! Hostile input to `carbide cache`: a 1 MB line, binary garbage, an oversized pickle frame, a
 //! pickle that calls `os.system`, and `../` names are each dropped and counted, while points sent
-//! on other connections at the same time still land; then 2 000 concurrent connections each send a
+//! on other connections at the same time still land; then 10 000 concurrent connections each send a
 //! few points and every one lands.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,12 +11,44 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use cache_common::{Kind, Server, Ts, files, finish, pickle_frame, points_of, send, wait_until};
+use cache_common::{
+    Kind, Ports, Server, Ts, files, finish, pickle_frame, points_of, send, wait_until, write_conf,
+};
+
+/// Concurrent connections in the last part.
+const CONNS: usize = 10_000;
+
+/// Raises this process's soft descriptor limit to `need`, or fails naming the hard limit.
+fn raise_fd_limit(need: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_none_or(|c| c >= need) {
+        return;
+    }
+    assert!(
+        limit.maximum.is_none_or(|h| h >= need),
+        "this test needs {need} open files; the hard limit is {:?} (raise `ulimit -Hn`)",
+        limit.maximum
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(need),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+}
 
 #[test]
 fn hostile_input_is_dropped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(Kind::Carbide, &tmp.path().join("carbide"), "", &[]);
+    // Started under a soft descriptor limit of 1 024, as distributions start services: the
+    // 10 000 connections below only fit because carbide raises it to the hard limit.
+    let dir = tmp.path().join("carbide");
+    let ports = Ports::free();
+    write_conf(&dir, ports, "");
+    let s = Server::start_in_shell(Kind::Carbide, &dir, ports, &[], "ulimit -Sn 1024;");
     let (line, pickle) = (s.ports.line, s.ports.pickle);
     let t = (cache_common::now() / 60) * 60 - 120;
 
@@ -97,48 +129,45 @@ fn hostile_input_is_dropped_and_counted() {
     );
     assert!(!tmp.path().join("etc").exists());
 
-    // 2 000 concurrent connections, 3 points each, all open at once before any sends.
-    let conns: Vec<TcpStream> = (0..2000)
+    // 10 000 concurrent connections, 3 points each, all open at once before any sends (the issue's
+    // figure). The server raises its own descriptor limit; this process must hold 10 000 too.
+    raise_fd_limit(CONNS as u64 + 500);
+    let conns: Vec<TcpStream> = (0..CONNS)
         .map(|_| TcpStream::connect(("127.0.0.1", line)).unwrap())
         .collect();
-    let threads: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .collect::<Vec<_>>()
-        .chunks(100)
-        .map(|chunk| {
-            let chunk: Vec<(usize, TcpStream)> =
-                chunk.iter().map(|(i, c)| (*i, c.try_clone().unwrap())).collect();
-            std::thread::spawn(move || {
-                for (i, c) in &chunk {
-                    let mut c = c;
-                    write!(
-                        c,
-                        "many.c{i} 1 {t}\nmany.c{i} 2 {}\nmany.c{i} 3 {}\n",
-                        t + 1,
-                        t + 2
-                    )
-                    .unwrap();
-                }
-                for (_, c) in chunk {
-                    finish(c);
-                }
-            })
-        })
-        .collect();
+    let mut conns = conns.into_iter().enumerate().peekable();
+    let mut threads = Vec::new();
+    while conns.peek().is_some() {
+        let chunk: Vec<(usize, TcpStream)> = conns.by_ref().take(500).collect();
+        threads.push(std::thread::spawn(move || {
+            for (i, c) in &chunk {
+                let mut c = c;
+                write!(
+                    c,
+                    "many.c{i} 1 {t}\nmany.c{i} 2 {}\nmany.c{i} 3 {}\n",
+                    t + 1,
+                    t + 2
+                )
+                .unwrap();
+            }
+            for (_, c) in chunk {
+                finish(c);
+            }
+        }));
+    }
     for th in threads {
         th.join().unwrap();
     }
     let now = cache_common::now() + 1;
     wait_until(
         Duration::from_secs(60),
-        "2 000 connections' points on disk",
+        "10 000 connections' points on disk",
         || {
             s.cache_size() == 0
-                && (0..2000).all(|i| points_of(&s.whisper(), &format!("many.c{i}"), now).len() == 3)
+                && (0..CONNS).all(|i| points_of(&s.whisper(), &format!("many.c{i}"), now).len() == 3)
         },
     );
-    for i in 0..2000 {
+    for i in 0..CONNS {
         let got: Vec<(i64, f64)> = points_of(&s.whisper(), &format!("many.c{i}"), now)
             .into_iter()
             .collect();
