@@ -10,11 +10,13 @@
 //! - [`eval`]: the request [`eval::Context`] and `evaluateTarget`.
 //! - [`functions`]: the functions, dispatched by name.
 //! - [`catalog`]: parameter descriptions for `/functions`.
+//! - [`events`]: the events store `events()` and `/events` read.
 //! - [`format`]: json (maxDataPoints, noNullPoints), csv, raw.
 //! - [`pyfmt`]: Python's `%g` and `repr` of floats.
 
 pub mod catalog;
 pub mod eval;
+pub mod events;
 pub mod format;
 pub mod functions;
 pub mod pyfmt;

@@ -1,87 +1,22 @@
 //! graphite-web's events API (`graphite/events/views.py`), which Grafana's annotations read:
 //! `POST /events/` stores `{what, tags, data, when}`, `GET /events/get_data?from&until&tags&set`
-//! lists them as `[{when, what, data, tags, id}]` ordered by time.
+//! lists them as `[{when, what, data, tags, id}]` ordered by time, and `/events/<id>` shows one
+//! (JSON when the client accepts `application/json`, as graphite-web's `detail` does).
 //!
-//! Events live in `<data dir>/.carbide-events.jsonl`, one JSON object per line, appended under a
-//! lock and read back on every query (a dashboard's annotations are a few hundred lines). Tags are
-//! kept as django-tagging keeps them: split on commas if there are any, else on spaces, without
-//! duplicates, sorted. A tag filter matches as django-tagging's `with_all`/`with_any` do, ignoring
-//! tags no event has.
+//! The store itself ([`carbide_render::events`]) is shared with the `events()` render function.
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use carbide_query::attime::parse_at_time;
+use carbide_render::events::{self as store, SetOperation};
 use serde_json::{Value, json};
 
 use crate::params::Params;
 use crate::{WebState, request_tz, unix_now};
-
-/// Serialises appends (ids are the last id + 1).
-static APPEND: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// One stored event.
-#[derive(Debug, Clone, PartialEq)]
-struct Event {
-    id: u64,
-    /// Epoch seconds, fractions kept (graphite-web keeps microseconds and truncates on output).
-    when: f64,
-    what: String,
-    data: String,
-    /// The tags as given (a list joined by spaces): graphite-web answers `tags.split()` of it.
-    tags: String,
-}
-
-impl Event {
-    /// The tags django-tagging indexes, which filters match.
-    fn tag_set(&self) -> Vec<String> {
-        parse_tags(&self.tags)
-    }
-}
-
-fn events_file(state: &WebState) -> PathBuf {
-    state.storage.root().join(".carbide-events.jsonl")
-}
-
-fn load(state: &WebState) -> Vec<Event> {
-    let Ok(text) = std::fs::read_to_string(events_file(state)) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            Some(Event {
-                id: v.get("id")?.as_u64()?,
-                when: v.get("when")?.as_f64()?,
-                what: v.get("what")?.as_str()?.to_string(),
-                data: v.get("data")?.as_str().unwrap_or("").to_string(),
-                tags: v.get("tags")?.as_str()?.to_string(),
-            })
-        })
-        .collect()
-}
-
-/// django-tagging's `parse_tag_input` for unquoted input: commas separate when present, else
-/// whitespace; no duplicates; sorted.
-fn parse_tags(input: &str) -> Vec<String> {
-    let parts: Box<dyn Iterator<Item = &str>> = if input.contains(',') {
-        Box::new(input.split(','))
-    } else {
-        Box::new(input.split_whitespace())
-    };
-    let set: BTreeSet<String> = parts
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect();
-    set.into_iter().collect()
-}
 
 fn json_error(status: StatusCode, msg: &str) -> Response {
     (status, json!({ "error": msg }).to_string()).into_response()
@@ -154,16 +89,8 @@ pub async fn events(
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    let _guard = APPEND.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let id = load(&state).iter().map(|e| e.id).max().unwrap_or(0) + 1;
-    let line = json!({"id": id, "when": when, "what": what, "data": data, "tags": tags}).to_string();
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(events_file(&state))
-        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-    match written {
-        Ok(()) => StatusCode::OK.into_response(),
+    match store::append(state.storage.root(), when, what, &data, &tags) {
+        Ok(_) => StatusCode::OK.into_response(),
         Err(e) => json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("storing the event: {e}"),
@@ -198,32 +125,16 @@ pub async fn get_data(
         },
         None => f64::INFINITY,
     };
-    let events = load(&state);
+    let events = store::load(state.storage.root());
     let wanted: Option<Vec<String>> = p.get("tags").map(|t| t.split(' ').map(str::to_string).collect());
-    let sets: Vec<Vec<String>> = events.iter().map(Event::tag_set).collect();
-    let known: BTreeSet<&str> = sets.iter().flatten().map(String::as_str).collect();
-    let set = p.get("set").unwrap_or("");
-    let mut out: Vec<&Event> = events
-        .iter()
-        .zip(&sets)
-        .filter(|(e, _)| e.when >= from && e.when <= until)
-        .filter(|(_, tags)| match &wanted {
-            None => true,
-            Some(w) => {
-                let has = |t: &String| tags.contains(t);
-                let known_wanted: Vec<&String> = w.iter().filter(|t| known.contains(t.as_str())).collect();
-                match set {
-                    "union" => known_wanted.iter().any(|t| has(t)),
-                    "intersection" => !known_wanted.is_empty() && w.iter().all(has),
-                    _ => !known_wanted.is_empty() && known_wanted.iter().all(|t| has(t)),
-                }
-            }
-        })
-        .map(|(e, _)| e)
-        .collect();
-    out.sort_by(|a, b| a.when.total_cmp(&b.when).then(a.id.cmp(&b.id)));
+    let set = match p.get("set") {
+        Some("union") => SetOperation::Union,
+        Some("intersection") => SetOperation::Intersection,
+        _ => SetOperation::All,
+    };
+    let out = store::find_events(&events, from, until, wanted.as_deref(), set);
     let list: Vec<Value> = out
-        .into_iter()
+        .iter()
         .map(|e| json!({"when": e.when.floor() as i64, "what": e.what, "data": e.data, "tags": e.tags.split_whitespace().collect::<Vec<_>>(), "id": e.id}))
         .collect();
     let text = Value::Array(list).to_string();
@@ -237,14 +148,143 @@ pub async fn get_data(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_parse_as_django_tagging() {
-        assert_eq!(parse_tags("b a  b"), vec!["a", "b"]);
-        assert_eq!(parse_tags("x y, z"), vec!["x y", "z"]);
-        assert!(parse_tags("").is_empty());
+/// `/events/<id>`: graphite-web's `detail`. With `Accept: application/json` (exactly) it answers
+/// `model_to_dict` of the event, for any method (graphite-web 1.1.8 has no DELETE: a DELETE reads
+/// the event like a GET, without `pretty`); otherwise a small HTML page. An unknown id is a 404.
+pub async fn detail(
+    State(state): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Django's url pattern is `^/(?P<event_id>\d+)/?$`.
+    let id_text = id.strip_suffix('/').unwrap_or(&id);
+    if id_text.is_empty() || !id_text.bytes().all(|b| b.is_ascii_digit()) {
+        return StatusCode::NOT_FOUND.into_response();
     }
+    let event = id_text
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| store::load(state.storage.root()).into_iter().find(|e| e.id == id));
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .is_some_and(|a| a.as_bytes() == b"application/json");
+    if !wants_json {
+        return match event {
+            None => (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "text/html")],
+                "<h1>Not Found</h1>",
+            )
+                .into_response(),
+            Some(e) => (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                format!(
+                    "<html><head><title>{what}</title></head><body><h1>{what}</h1><table>\
+                     <tr><td>when</td><td>{when}</td></tr><tr><td>tags</td><td>{tags}</td></tr>\
+                     <tr><td>data</td><td>{data}</td></tr></table></body></html>",
+                    what = html_escape(&e.what),
+                    when = store::django_iso(e.when),
+                    tags = html_escape(&e.tags),
+                    data = html_escape(&e.data),
+                ),
+            )
+                .into_response(),
+        };
+    }
+    // jsonResponse reads `pretty` from GET (and POST's form) only.
+    let pretty = match method {
+        Method::GET | Method::POST => Params::from_request(&method, &uri, &headers, &body)
+            .get("pretty")
+            .is_some_and(|p| !p.is_empty()),
+        _ => false,
+    };
+    let (status, fields) = match event {
+        None => (
+            StatusCode::NOT_FOUND,
+            vec![("error", json!("Event matching query does not exist"))],
+        ),
+        Some(e) => (
+            StatusCode::OK,
+            // model_to_dict's order: the model's fields.
+            vec![
+                ("id", json!(e.id)),
+                ("when", json!(store::django_iso(e.when))),
+                ("what", json!(e.what)),
+                ("data", json!(e.data)),
+                ("tags", json!(e.tags.split_whitespace().collect::<Vec<_>>())),
+            ],
+        ),
+    };
+    let text = if pretty {
+        let map: serde_json::Map<String, Value> =
+            fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        py_pretty(&Value::Object(map), 0)
+    } else {
+        let items: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("\"{k}\": {}", py_dumps(v)))
+            .collect();
+        format!("{{{}}}", items.join(", "))
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// Python's `json.dumps` spelling: `", "` and `": "` separators (objects here have sorted keys).
+fn py_dumps(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), py_dumps(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(py_dumps).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `json.dumps(v, indent=2, sort_keys=True)`.
+fn py_pretty(v: &Value, depth: usize) -> String {
+    let pad = "  ".repeat(depth + 1);
+    let end = "  ".repeat(depth);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{pad}{}: {}",
+                        Value::String((*k).clone()),
+                        py_pretty(&m[k.as_str()], depth + 1)
+                    )
+                })
+                .collect();
+            format!("{{\n{}\n{end}}}", items.join(",\n"))
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|x| format!("{pad}{}", py_pretty(x, depth + 1)))
+                .collect();
+            format!("[\n{}\n{end}]", items.join(",\n"))
+        }
+        other => py_dumps(other),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
 }

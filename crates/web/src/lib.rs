@@ -86,6 +86,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/events/", any(events::events))
         .route("/events/get_data", any(events::get_data))
         .route("/events/get_dat", any(events::get_data))
+        .route("/events/{id}", any(events::detail))
+        .route("/events/{id}/", any(events::detail))
         .with_state(state)
 }
 

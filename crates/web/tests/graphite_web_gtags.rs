@@ -471,5 +471,62 @@ fn events_match_graphite_web() {
     }
     let (_, body) = http(s.ours, "GET", "/events/get_data?jsonp=cb", None).unwrap();
     assert!(body.starts_with("cb([{"), "{body}");
+    // One event at the same second as another, to count 2 there.
+    let (gs, _) = post_json(
+        s.gw,
+        "/events/",
+        &format!(r#"{{"what": "again", "tags": "web", "when": {t}}}"#),
+    );
+    let (os, _) = post_json(
+        s.ours,
+        "/events/",
+        &format!(r#"{{"what": "again", "tags": "web", "when": {t}}}"#),
+    );
+    assert_eq!((gs, os), (200, 200));
+    // The events() render function counts them per second; `/events/<id>` shows one event.
+    let range = format!("from={}&until={}&now={NOW}", t - 30, t + 1230);
+    for target in [
+        r#"events("*")"#,
+        r#"events("web")"#,
+        r#"events("prod","web")"#,
+        r#"events("nosuchtag")"#,
+        r#"events("web","nosuchtag")"#,
+        r#"summarize(events("*"),"10min","sum")"#,
+    ] {
+        let path = format!("/render?target={}&{range}&format=json", enc(target));
+        if let Err(e) = compare(&s, "GET", &path, None) {
+            failures.push(e);
+        }
+    }
+    let (_, body) = http(
+        s.ours,
+        "GET",
+        &format!("/render?target={}&{range}&format=json", enc(r#"events("*")"#)),
+        None,
+    )
+    .unwrap();
+    let at = body
+        .find(&format!(", {t}]"))
+        .map_or("", |i| &body[i.saturating_sub(12)..i]);
+    assert!(
+        at.ends_with("[2") || at.ends_with("[2.0"),
+        "two events at {t}: {at}"
+    );
+    for path in [
+        "/events/1",
+        "/events/3/",
+        "/events/3?pretty=1",
+        "/events/4",
+        "/events/99",
+    ] {
+        for method in ["GET", "DELETE"] {
+            // Byte for byte: key order and `pretty` spelling matter to a client diffing them.
+            let g = http(s.gw, method, path, None);
+            let o = http(s.ours, method, path, None);
+            if g != o {
+                failures.push(format!("{method} {path}:\n gw:   {g:?}\n ours: {o:?}"));
+            }
+        }
+    }
     assert_no_differences(&failures);
 }
