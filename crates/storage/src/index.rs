@@ -2,6 +2,7 @@
 //! leading segments are literal only looks at the matching range.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::Path;
 
 use carbide_query::PathGlob;
@@ -103,42 +104,17 @@ impl Index {
         // Paths borrow from the index while it is read-locked: a scan over 100 000 names
         // allocates only for what it finds.
         let mut found: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
-        for name in names.range(prefix.clone()..) {
-            if !name.starts_with(&prefix) {
-                break;
-            }
-            if globstar {
+        if globstar {
+            for name in names.range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded)) {
+                if !name.starts_with(&prefix) {
+                    break;
+                }
                 if glob.matches(name) {
                     found.entry(name.as_str()).or_default().1 = true;
                 }
-                continue;
             }
-            // Match segment by segment, stopping at the first miss; `end` is where the matched
-            // path ends within the name.
-            let mut segments = name.split('.');
-            let mut end = 0;
-            let mut all = true;
-            for i in 0..depth {
-                match (segments.next(), glob.segment(i)) {
-                    (Some(part), Some(g)) if g.matches(part) => {
-                        end += part.len() + usize::from(i > 0);
-                    }
-                    _ => {
-                        all = false;
-                        break;
-                    }
-                }
-            }
-            if !all {
-                continue;
-            }
-            let deeper = segments.next().is_some();
-            let entry = found.entry(&name[..end]).or_default();
-            if deeper {
-                entry.0 = true;
-            } else {
-                entry.1 = true;
-            }
+        } else {
+            find_segments(&names, &prefix, &glob, depth, &mut found);
         }
         let mut out = Vec::with_capacity(found.len());
         for (path, (branch, leaf)) in found {
@@ -156,6 +132,115 @@ impl Index {
             }
         }
         Ok(out)
+    }
+}
+
+/// Where a segment-by-segment match of one name leaves the walk over the sorted names.
+enum Next {
+    /// Go on with the next name.
+    Step,
+    /// Skip ahead to the first name at or after this one.
+    Seek(String),
+    /// No later name can match.
+    Stop,
+}
+
+/// The names under `prefix` that match `glob` segment by segment, each cut at the pattern's depth
+/// and marked branch or leaf. Names sort so that all those under one path form a range, so a walk
+/// over the sorted set can seek past a whole subtree once one name in it has settled the outcome
+/// (a segment that fails, or a branch already found), and seek straight to a literal segment.
+/// `find.g12*` over 1 000 directories of 1 000 metrics then visits about 1 000 names, not 1 M.
+fn find_segments<'a>(
+    names: &'a BTreeSet<String>,
+    prefix: &str,
+    glob: &PathGlob,
+    depth: usize,
+    found: &mut BTreeMap<&'a str, (bool, bool)>,
+) {
+    // A segment without any wildcard and a single spelling can be sought directly.
+    let literal: Vec<Option<&str>> = (0..depth)
+        .map(|i| {
+            glob.segment(i)
+                .and_then(|g| g.literals())
+                .and_then(|l| if l.len() == 1 { l.first().copied() } else { None })
+        })
+        .collect();
+    let mut from = prefix.to_string();
+    'seek: loop {
+        for name in names.range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded)) {
+            if !name.starts_with(prefix) {
+                return;
+            }
+            match settle(name, glob, depth, &literal, found) {
+                Next::Step => {}
+                // A literal with characters below '.' (`ab-c` after `ab.x`) can point back:
+                // then the walk simply steps on.
+                Next::Seek(target) if target.as_str() > name.as_str() => {
+                    from = target;
+                    continue 'seek;
+                }
+                Next::Seek(_) => {}
+                Next::Stop => return,
+            }
+        }
+        return;
+    }
+}
+
+/// Matches one name and says where the walk goes next (see [`find_segments`]).
+fn settle<'a>(
+    name: &'a str,
+    glob: &PathGlob,
+    depth: usize,
+    literal: &[Option<&str>],
+    found: &mut BTreeMap<&'a str, (bool, bool)>,
+) -> Next {
+    // `start` is where segment i begins; every earlier segment has matched.
+    let mut start = 0;
+    for (i, &literal) in literal.iter().enumerate().take(depth) {
+        // Fewer segments than the pattern: no match, and nothing to skip.
+        let Some(rest) = name.get(start..) else {
+            return Next::Step;
+        };
+        let len = rest.find('.').unwrap_or(rest.len());
+        let part = &rest[..len];
+        let end = start + len;
+        if glob.segment(i).is_some_and(|g| g.matches(part)) {
+            start = end + 1;
+            continue;
+        }
+        // Segment i fails, and so it does for every name that shares the path up to it.
+        let parent = &name[..start]; // ends with '.' unless i == 0
+        if let Some(lit) = literal {
+            if part < lit {
+                // The names in between all sort below `parent + lit`: none has that segment.
+                return Next::Seek(format!("{parent}{lit}"));
+            }
+            if !part.starts_with(lit) {
+                // Every later name under `parent` sorts above `parent + lit + ...`: done here.
+                return match parent.strip_suffix('.') {
+                    Some(p) => Next::Seek(format!("{p}/")),
+                    None => Next::Stop,
+                };
+            }
+        }
+        return if end < name.len() {
+            // Skip the rest of `name[..end] + "."` ('/' follows '.').
+            Next::Seek(format!("{}/", &name[..end]))
+        } else {
+            Next::Step
+        };
+    }
+    // All `depth` segments matched: a leaf if the name ends here, else a branch, and the rest of
+    // the branch adds nothing.
+    let end = start - 1;
+    let entry = found.entry(&name[..end]).or_default();
+    if end < name.len() {
+        entry.0 = true;
+        Next::Seek(format!("{}/", &name[..end]))
+    } else {
+        entry.1 = true;
+        Next::Step
     }
 }
 
@@ -209,6 +294,58 @@ mod tests {
             i.insert(n);
         }
         i
+    }
+
+    /// The plain definition: every name, matched segment by segment and cut at the depth.
+    fn find_by_scan(names: &[String], pattern: &str) -> Vec<(String, bool)> {
+        let glob = PathGlob::new(pattern).unwrap();
+        let mut found: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+        for name in names {
+            let parts: Vec<&str> = name.split('.').collect();
+            let depth = glob.depth();
+            if parts.len() < depth
+                || !(0..depth).all(|i| glob.segment(i).is_some_and(|g| g.matches(parts[i])))
+            {
+                continue;
+            }
+            let e = found.entry(parts[..depth].join(".")).or_default();
+            if parts.len() > depth {
+                e.0 = true;
+            } else {
+                e.1 = true;
+            }
+        }
+        let mut out = Vec::new();
+        for (p, (branch, leaf)) in found {
+            if branch {
+                out.push((p.clone(), false));
+            }
+            if leaf {
+                out.push((p, true));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Seeking past subtrees and to literal segments finds exactly what a full scan finds,
+        /// with names full of characters that sort below '.' (`-`, `+`).
+        #[test]
+        fn seeking_find_equals_a_full_scan(
+            names in proptest::collection::vec("[ab+-]{0,3}(\\.[ab+-]{0,3}){0,3}", 0..60),
+            pattern in "(a|b|ab|a-b|a+|\\*|a\\*|\\?|\\{a,b-\\}|-)(\\.(a|b|ab|a-b|a+|\\*|a\\*|\\?|\\{a,b-\\}|-)){0,3}",
+        ) {
+            let idx = Index::default();
+            for n in &names {
+                idx.insert(n);
+            }
+            let got: Vec<(String, bool)> =
+                idx.find(&pattern).unwrap().into_iter().map(|n| (n.path, n.is_leaf)).collect();
+            let mut sorted: Vec<String> = names.clone();
+            sorted.sort();
+            sorted.dedup();
+            proptest::prop_assert_eq!(got, find_by_scan(&sorted, &pattern), "{}", pattern);
+        }
     }
 
     #[test]
