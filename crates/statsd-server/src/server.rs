@@ -3,8 +3,9 @@
 //! Threads, not async: each UDP receiver blocks on its own `SO_REUSEPORT` socket (the kernel
 //! spreads datagrams across them), takes whatever else is queued in the same call (`recvmmsg` on
 //! Linux, see `crate::recv`), and applies the batch under one lock. TCP connections and console sessions get a thread each.
-//! The flush thread sleeps until statsd's aligned flush time, flushes under the lock, then
-//! delivers outside it.
+//! The flush thread sleeps until statsd's aligned flush time, takes the buckets under the lock
+//! ([`carbide_statsd::Statsd::begin_flush`]: a pointer copy per key), builds the lines and
+//! delivers them outside it, so receivers are not held up by a big flush.
 //!
 //! # Stopping without loss
 //! [`StatsdServer::stop_receiving`] stops the receivers first: each reads what the kernel already
@@ -329,20 +330,36 @@ fn flush_loop(shared: Arc<Shared>, mut sink: Option<Box<dyn FlushSink>>) {
             }
             std::thread::sleep((deadline - Instant::now()).min(POLL));
         }
-        let started = Instant::now();
-        let flush = shared.engine().flush_with(now_ms(), FlushTimings::default());
-        tracing::debug!(lines = flush.lines.len(), took = ?started.elapsed(), "statsd: flushed");
+        let flush = flush_unlocked(&shared);
         if let Some(sink) = sink.as_mut() {
             deliver(&shared, sink.as_mut(), &flush);
         }
     }
     if shared.final_flush.load(Ordering::SeqCst) {
-        let flush = shared.engine().flush_with(now_ms(), FlushTimings::default());
+        let flush = flush_unlocked(&shared);
         tracing::info!(lines = flush.lines.len(), "statsd: final flush");
         if let Some(sink) = sink.as_mut() {
             deliver(&shared, sink.as_mut(), &flush);
         }
     }
+}
+
+/// One flush that holds the engine's lock only to take the buckets and to note the payload
+/// length: the lines (3 s of work at a million keys) are built while receivers go on.
+fn flush_unlocked(shared: &Shared) -> Flush {
+    let started = Instant::now();
+    let pending = shared.engine().begin_flush(now_ms(), FlushTimings::default());
+    let stalled = started.elapsed();
+    let flush = pending.format();
+    shared.engine().finish_flush(&flush);
+    // `stalled_ms`: how long receivers could not apply packets; benches/statsd.rs reads it.
+    tracing::debug!(
+        lines = flush.lines.len(),
+        took_ms = started.elapsed().as_secs_f64() * 1000.0,
+        stalled_ms = stalled.as_secs_f64() * 1000.0,
+        "statsd: flushed"
+    );
+    flush
 }
 
 /// Sends one flush and records the outcome as graphite.js does (`flush_time`, `flush_length`,

@@ -1,6 +1,7 @@
 //! The buckets of stats.js and its flush: what a packet changes, what a flush sends and clears.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -16,7 +17,7 @@ use crate::timer::{Stat, timer_data};
 const PROTO: &str = "__proto__";
 
 #[derive(Debug, Clone, Default)]
-struct Timer {
+pub(crate) struct Timer {
     values: Vec<f64>,
     count: f64,
 }
@@ -50,17 +51,21 @@ pub struct EngineStats {
     pub keys_over_limit: u64,
 }
 
+/// A bucket key, shared between the live buckets and a flush's snapshot so that taking the
+/// snapshot under the server's lock copies pointers, not a million names.
+type Key = Arc<str>;
+
 /// A StatsD server's state without the sockets: feed it packets, call [`Statsd::flush`] every
 /// flushInterval, send the lines to graphite.
 #[derive(Debug, Clone)]
 pub struct Statsd {
-    settings: Settings,
-    namer: Namer,
-    counters: IndexMap<String, f64>,
-    timers: IndexMap<String, Timer>,
-    gauges: IndexMap<String, f64>,
-    gauges_ttl: IndexMap<String, u64>,
-    sets: IndexMap<String, HashSet<String>>,
+    settings: Arc<Settings>,
+    namer: Arc<Namer>,
+    counters: IndexMap<Key, f64>,
+    timers: IndexMap<Key, Timer>,
+    gauges: IndexMap<Key, f64>,
+    gauges_ttl: IndexMap<Key, u64>,
+    sets: IndexMap<Key, HashSet<String>>,
     bad_lines_key: String,
     packets_key: String,
     metrics_key: String,
@@ -83,15 +88,15 @@ impl Statsd {
         let packets_key = format!("{p}.packets_received");
         let metrics_key = format!("{p}.metrics_received");
         let over_limit_key = format!("{p}.keys_over_limit");
-        counters.insert(bad_lines_key.clone(), 0.0);
-        counters.insert(packets_key.clone(), 0.0);
-        counters.insert(metrics_key.clone(), 0.0);
+        counters.insert(Key::from(bad_lines_key.as_str()), 0.0);
+        counters.insert(Key::from(packets_key.as_str()), 0.0);
+        counters.insert(Key::from(metrics_key.as_str()), 0.0);
         if settings.config.max_keys.is_some() {
-            counters.insert(over_limit_key.clone(), 0.0);
+            counters.insert(Key::from(over_limit_key.as_str()), 0.0);
         }
         let startup_time = js_round(startup_ms as f64 / 1000.0) as i64;
         Ok(Statsd {
-            namer: Namer::new(&settings.config),
+            namer: Arc::new(Namer::new(&settings.config)),
             internal_keys: counters.len(),
             counters,
             timers: IndexMap::new(),
@@ -112,7 +117,7 @@ impl Statsd {
                 flush_length: 0,
             },
             stats: EngineStats::default(),
-            settings,
+            settings: Arc::new(settings),
         })
     }
 
@@ -159,7 +164,7 @@ impl Statsd {
 
     fn held_keys(&self) -> usize {
         let held = self.counters.len() + self.timers.len() + self.gauges.len() + self.sets.len();
-        let lag = usize::from(self.gauges.contains_key(&self.lag_key));
+        let lag = usize::from(self.gauges.contains_key(self.lag_key.as_str()));
         held.saturating_sub(self.internal_keys + lag)
     }
 
@@ -190,7 +195,7 @@ impl Statsd {
                     }
                     *c += add;
                 } else if self.admit_new_key() {
-                    self.counters.insert(key.to_string(), 0.0 + add);
+                    self.counters.insert(Key::from(key), 0.0 + add);
                 }
             }
             Value::Timer(v) => {
@@ -198,7 +203,7 @@ impl Statsd {
                     if !self.admit_new_key() {
                         return;
                     }
-                    self.timers.insert(key.to_string(), Timer::default());
+                    self.timers.insert(Key::from(key), Timer::default());
                 }
                 let Some(t) = self.timers.get_mut(key) else {
                     return;
@@ -216,7 +221,7 @@ impl Statsd {
                         Some(t) => *t = self.settings.gauges_max_ttl,
                         None => {
                             self.gauges_ttl
-                                .insert(key.to_string(), self.settings.gauges_max_ttl);
+                                .insert(Key::from(key), self.settings.gauges_max_ttl);
                         }
                     }
                 }
@@ -225,7 +230,7 @@ impl Statsd {
                     Some(g) if delta && *g != 0.0 && !g.is_nan() => *g += value,
                     Some(g) => *g = value,
                     None => {
-                        self.gauges.insert(key.to_string(), value);
+                        self.gauges.insert(Key::from(key), value);
                     }
                 }
             }
@@ -234,7 +239,7 @@ impl Statsd {
                     if !self.admit_new_key() {
                         return;
                     }
-                    self.sets.insert(key.to_string(), HashSet::new());
+                    self.sets.insert(Key::from(key), HashSet::new());
                 }
                 let Some(s) = self.sets.get_mut(key) else {
                     return;
@@ -262,83 +267,89 @@ impl Statsd {
 
     /// Computes the flush at `now_ms` (wall clock), returns the graphite lines and clears the
     /// buckets as stats.js's `clear_metrics` does. The backend's own lines (`graphiteStats.*`)
-    /// report the previous payload, as graphite.js does.
+    /// report the previous payload, as graphite.js does. A server that must keep receiving
+    /// during a big flush calls the three steps itself: [`Statsd::begin_flush`] under its lock,
+    /// [`PendingFlush::format`] without it, [`Statsd::finish_flush`] under it again.
     pub fn flush_with(&mut self, now_ms: i64, timings: FlushTimings) -> Flush {
+        let flush = self.begin_flush(now_ms, timings).format();
+        self.finish_flush(&flush);
+        flush
+    }
+
+    /// The flush instant: takes what the flush reports (counter values, timer samples, gauge
+    /// values, set members) out of the buckets and clears them as `clear_metrics` does, so that
+    /// packets from now on count in the next flush, as they would in node. Costs a pointer copy
+    /// per key; the lines are built later by [`PendingFlush::format`], outside any lock.
+    pub fn begin_flush(&mut self, now_ms: i64, timings: FlushTimings) -> PendingFlush {
         let ts = js_round(now_ms as f64 / 1000.0) as i64;
         let interval_s = self.settings.flush_interval_ms as f64 / 1000.0;
         if self.old_timestamp > 0 {
             let lag = (ts - self.old_timestamp) as f64 - interval_s;
-            match self.gauges.get_mut(&self.lag_key) {
+            match self.gauges.get_mut(self.lag_key.as_str()) {
                 Some(g) => *g = lag,
                 None => {
-                    self.gauges.insert(self.lag_key.clone(), lag);
+                    self.gauges.insert(Key::from(self.lag_key.as_str()), lag);
                 }
             }
         }
         self.old_timestamp = ts;
+        let s = self.settings.clone();
 
-        let mut out: Vec<GraphiteLine> = Vec::new();
-        let mut num_stats = 0.0;
-        for i in js_order(self.counters.keys()) {
-            if let Some((key, value)) = self.counters.get_index(i) {
-                self.namer.counter(&mut out, key, *value, value / interval_s, ts);
-                num_stats += 1.0;
-            }
-        }
-        let config = &self.settings.config;
-        for i in js_order(self.timers.keys()) {
-            if let Some((key, t)) = self.timers.get_index_mut(i) {
-                let data = timer_data(
-                    key,
-                    &mut t.values,
-                    t.count,
-                    &self.settings.thresholds,
-                    self.settings.flush_interval_ms,
-                    &config.histogram,
-                    config.calculated_timer_metrics.as_deref(),
-                );
-                for (name, stat) in &data.0 {
-                    match stat {
-                        Stat::Num(v) => self.namer.timer(&mut out, key, &[name], *v, ts),
-                        Stat::Undefined => {}
-                        Stat::Histogram(bins) => {
-                            for (bin, freq) in bins {
-                                self.namer.timer(&mut out, key, &[name, bin], *freq, ts);
-                            }
-                        }
-                    }
+        let counters = if s.delete_counters {
+            let taken = std::mem::take(&mut self.counters);
+            for k in taken.keys() {
+                if k.contains("packets_received")
+                    || k.contains("metrics_received")
+                    || k.contains("bad_lines_seen")
+                    || **k == *self.over_limit_key
+                {
+                    self.counters.insert(k.clone(), 0.0);
                 }
-                num_stats += 1.0;
             }
-        }
-        for i in js_order(self.gauges.keys()) {
-            if let Some((key, v)) = self.gauges.get_index(i) {
-                self.namer.gauge(&mut out, key, *v, ts);
-                num_stats += 1.0;
-            }
-        }
-        for i in js_order(self.sets.keys()) {
-            if let Some((key, s)) = self.sets.get_index(i) {
-                self.namer.set(&mut out, key, s.len() as f64, ts);
-                num_stats += 1.0;
-            }
-        }
-        self.namer.internals(
-            &mut out,
-            num_stats,
-            timings.calculation_ms,
-            timings.processing_ms,
-            ts,
-        );
-        self.namer.backend_stats(&mut out, &self.backend, ts);
-        let flush = Flush {
-            timestamp: ts,
-            lines: out,
+            taken
+        } else {
+            let snapshot = self.counters.clone();
+            self.counters.values_mut().for_each(|v| *v = 0.0);
+            snapshot
         };
+        let timers = if s.delete_timers {
+            std::mem::take(&mut self.timers)
+        } else {
+            self.timers
+                .iter_mut()
+                .map(|(k, t)| (k.clone(), std::mem::take(t)))
+                .collect()
+        };
+        let gauges = self.gauges.clone();
+        let sets = if s.delete_sets {
+            std::mem::take(&mut self.sets)
+        } else {
+            self.sets
+                .iter_mut()
+                .map(|(k, members)| (k.clone(), std::mem::take(members)))
+                .collect()
+        };
+        if s.delete_gauges {
+            self.expire_gauges();
+        }
+        PendingFlush {
+            ts,
+            settings: s,
+            namer: self.namer.clone(),
+            counters,
+            timers,
+            gauges,
+            sets,
+            backend: self.backend,
+            timings,
+        }
+    }
+
+    /// Records the flush's payload length for the next `graphiteStats.flush_length`, as
+    /// graphite.js does once the lines of [`Statsd::begin_flush`] are built.
+    pub fn finish_flush(&mut self, flush: &Flush) {
         self.backend.flush_length = flush.text_len_utf16();
-        self.backend.last_flush = ts;
-        self.clear();
-        flush
+        self.backend.last_flush = flush.timestamp;
     }
 
     /// Records how the last payload's send went, for the next `graphiteStats` lines.
@@ -358,48 +369,20 @@ impl Statsd {
         self.backend.last_exception = at_s;
     }
 
-    /// stats.js `clear_metrics`.
-    fn clear(&mut self) {
-        let s = &self.settings;
-        if s.delete_counters {
-            self.counters.retain(|k, v| {
-                let keep = k.contains("packets_received")
-                    || k.contains("metrics_received")
-                    || k.contains("bad_lines_seen")
-                    || *k == self.over_limit_key;
-                *v = 0.0;
-                keep
-            });
-        } else {
-            self.counters.values_mut().for_each(|v| *v = 0.0);
-        }
-        if s.delete_timers {
-            self.timers.clear();
-        } else {
-            for t in self.timers.values_mut() {
-                t.values.clear();
-                t.count = 0.0;
+    /// The gauge half of stats.js `clear_metrics` under deleteGauges: one flush less to live.
+    fn expire_gauges(&mut self) {
+        let mut expired: HashSet<Key> = HashSet::new();
+        self.gauges_ttl.retain(|k, ttl| {
+            *ttl = ttl.saturating_sub(1);
+            if *ttl < 1 {
+                expired.insert(k.clone());
+                false
+            } else {
+                true
             }
-        }
-        if s.delete_sets {
-            self.sets.clear();
-        } else {
-            self.sets.values_mut().for_each(HashSet::clear);
-        }
-        if s.delete_gauges {
-            let mut expired: HashSet<String> = HashSet::new();
-            self.gauges_ttl.retain(|k, ttl| {
-                *ttl = ttl.saturating_sub(1);
-                if *ttl < 1 {
-                    expired.insert(k.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            if !expired.is_empty() {
-                self.gauges.retain(|k, _| !expired.contains(k));
-            }
+        });
+        if !expired.is_empty() {
+            self.gauges.retain(|k, _| !expired.contains(k));
         }
     }
 
@@ -407,27 +390,27 @@ impl Statsd {
     /// key, and with a trailing `.*` every key under that folder. Returns what was deleted, in
     /// statsd's order (an exact `a.*` key would be listed twice, as statsd does).
     pub fn delete_stats(&mut self, kind: StatKind, bucket: &str) -> Vec<String> {
-        let keys: Vec<&String> = match kind {
+        let keys: Vec<&Key> = match kind {
             StatKind::Counters => self.counters.keys().collect(),
             StatKind::Timers => self.timers.keys().collect(),
             StatKind::Gauges => self.gauges.keys().collect(),
         };
         let mut matches: Vec<String> = Vec::new();
-        if keys.iter().any(|k| *k == bucket) {
+        if keys.iter().any(|k| &***k == bucket) {
             matches.push(bucket.to_string());
         }
         if let Some(folder) = bucket.strip_suffix('*').filter(|_| bucket.ends_with(".*")) {
             for i in js_order(keys.iter().copied()) {
                 if keys[i].starts_with(folder) {
-                    matches.push(keys[i].clone());
+                    matches.push(keys[i].to_string());
                 }
             }
         }
         for m in &matches {
             match kind {
-                StatKind::Counters => self.counters.shift_remove(m),
-                StatKind::Timers => self.timers.shift_remove(m).map(|_| 0.0),
-                StatKind::Gauges => self.gauges.shift_remove(m),
+                StatKind::Counters => self.counters.shift_remove(m.as_str()),
+                StatKind::Timers => self.timers.shift_remove(m.as_str()).map(|_| 0.0),
+                StatKind::Gauges => self.gauges.shift_remove(m.as_str()),
             };
         }
         matches
@@ -435,27 +418,117 @@ impl Statsd {
 
     /// Current counters, in insertion order (the admin `counters` command).
     pub fn counters(&self) -> impl Iterator<Item = (&str, f64)> {
-        self.counters.iter().map(|(k, v)| (k.as_str(), *v))
+        self.counters.iter().map(|(k, v)| (&**k, *v))
     }
 
     /// Current gauges, in insertion order.
     pub fn gauges(&self) -> impl Iterator<Item = (&str, f64)> {
-        self.gauges.iter().map(|(k, v)| (k.as_str(), *v))
+        self.gauges.iter().map(|(k, v)| (&**k, *v))
     }
 
     /// Current timer values, in insertion order.
     pub fn timers(&self) -> impl Iterator<Item = (&str, &[f64])> {
-        self.timers.iter().map(|(k, t)| (k.as_str(), t.values.as_slice()))
+        self.timers.iter().map(|(k, t)| (&**k, t.values.as_slice()))
+    }
+}
+
+/// What one flush reports, taken from the buckets at the flush instant by
+/// [`Statsd::begin_flush`]: numbers and shared keys, turned into lines by
+/// [`PendingFlush::format`] away from the engine (and its lock).
+#[derive(Debug)]
+pub struct PendingFlush {
+    ts: i64,
+    settings: Arc<Settings>,
+    namer: Arc<Namer>,
+    counters: IndexMap<Key, f64>,
+    timers: IndexMap<Key, Timer>,
+    gauges: IndexMap<Key, f64>,
+    sets: IndexMap<Key, HashSet<String>>,
+    backend: BackendStats,
+    timings: FlushTimings,
+}
+
+impl PendingFlush {
+    /// Keys the flush reports (statsd's `numStats`).
+    pub fn keys(&self) -> usize {
+        self.counters.len() + self.timers.len() + self.gauges.len() + self.sets.len()
+    }
+
+    /// Builds the lines as process_metrics and graphite.js do: counters, timers (statistics,
+    /// percentiles, histograms), gauges, sets — each in JS `for…in` order — then statsd's own.
+    pub fn format(mut self) -> Flush {
+        let ts = self.ts;
+        let interval_s = self.settings.flush_interval_ms as f64 / 1000.0;
+        let namer = &*self.namer;
+        let mut out: Vec<GraphiteLine> = Vec::new();
+        let num_stats = self.keys() as f64;
+        for i in js_order(self.counters.keys().map(|k| &**k)) {
+            if let Some((key, value)) = self.counters.get_index(i) {
+                namer.counter(&mut out, key, *value, value / interval_s, ts);
+            }
+        }
+        drop(std::mem::take(&mut self.counters));
+        let settings = &*self.settings;
+        let config = &settings.config;
+        for i in js_order(self.timers.keys().map(|k| &**k)) {
+            if let Some((key, t)) = self.timers.get_index_mut(i) {
+                let data = timer_data(
+                    key,
+                    &mut t.values,
+                    t.count,
+                    &settings.thresholds,
+                    settings.flush_interval_ms,
+                    &config.histogram,
+                    config.calculated_timer_metrics.as_deref(),
+                );
+                t.values = Vec::new();
+                for (name, stat) in &data.0 {
+                    match stat {
+                        Stat::Num(v) => namer.timer(&mut out, key, &[name], *v, ts),
+                        Stat::Undefined => {}
+                        Stat::Histogram(bins) => {
+                            for (bin, freq) in bins {
+                                namer.timer(&mut out, key, &[name, bin], *freq, ts);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        drop(std::mem::take(&mut self.timers));
+        for i in js_order(self.gauges.keys().map(|k| &**k)) {
+            if let Some((key, v)) = self.gauges.get_index(i) {
+                namer.gauge(&mut out, key, *v, ts);
+            }
+        }
+        drop(std::mem::take(&mut self.gauges));
+        for i in js_order(self.sets.keys().map(|k| &**k)) {
+            if let Some((key, s)) = self.sets.get_index(i) {
+                namer.set(&mut out, key, s.len() as f64, ts);
+            }
+        }
+        namer.internals(
+            &mut out,
+            num_stats,
+            self.timings.calculation_ms,
+            self.timings.processing_ms,
+            ts,
+        );
+        namer.backend_stats(&mut out, &self.backend, ts);
+        Flush {
+            timestamp: ts,
+            lines: out,
+        }
     }
 }
 
 /// `counters[key]++` on statsd's own counters: after an admin `delcounters` removed one, JS
 /// computes `undefined + 1`, and the counter stays NaN from then on.
-fn bump(counters: &mut IndexMap<String, f64>, key: &str, by: f64) {
+fn bump(counters: &mut IndexMap<Key, f64>, key: &str, by: f64) {
     match counters.get_mut(key) {
         Some(c) => *c += by,
         None => {
-            counters.insert(key.to_string(), f64::NAN);
+            counters.insert(Key::from(key), f64::NAN);
         }
     }
 }
@@ -476,11 +549,11 @@ fn array_index(k: &str) -> Option<u32> {
 
 /// The order `for…in` visits an object's keys: integer-like keys ascending, then the rest in
 /// insertion order.
-fn js_order<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<usize> {
+fn js_order<'a, K: AsRef<str> + ?Sized + 'a>(keys: impl Iterator<Item = &'a K>) -> Vec<usize> {
     let mut ints: Vec<(u32, usize)> = Vec::new();
     let mut rest: Vec<usize> = Vec::new();
     for (i, k) in keys.enumerate() {
-        match array_index(k) {
+        match array_index(k.as_ref()) {
             Some(n) => ints.push((n, i)),
             None => rest.push(i),
         }

@@ -53,7 +53,7 @@ pub mod relay;
 pub mod timer;
 
 pub use config::{Config, Settings};
-pub use engine::{EngineStats, FlushTimings, StatKind, Statsd};
+pub use engine::{EngineStats, FlushTimings, PendingFlush, StatKind, Statsd};
 pub use error::{ConfigError, RelayError};
 pub use graphite::{Flush, GraphiteLine};
 pub use relay::Relay;
