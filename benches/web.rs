@@ -1,13 +1,15 @@
 //! The web API end to end: `carbide web` (the real binary) against graphite-web 1.1.8 under gunicorn
 //! in the same run, over the same whisper tree, with the same requests.
 //!
-//! Three requests, each sent BENCH_REQUESTS times in sequence (one at a time, one server at a time;
+//! Five requests, each sent BENCH_REQUESTS times in sequence (one at a time, one server at a time;
 //! a new HTTP/1.0 connection each, timed from connect until the last byte of the answer):
 //! - `sumSeries(sum.*)` over 1 000 series × 1 day of 60 s points (1 440 points each);
 //! - `groupByNode(servers.*.cpu.*,1,"sumSeries")` over 10 000 series (1 000 hosts × 10 cpus,
 //!   1 hour of 60 s points each), giving 1 000 series;
 //! - `/metrics/find?query=find.*.m*7` over 100 000 metric names (100 directories of 1 000), giving
-//!   10 000 nodes.
+//!   10 000 nodes;
+//! - `big.g12*` (10 directories) and `big.*.m0123456` (one metric) over 1 000 000 more names
+//!   (1 000 directories of 1 000; BENCH_BIG_FIND sets how many, 0 leaves them out).
 //!
 //! Both servers must first give the same answer (series names, point counts, the sum of all values;
 //! the set of found paths) or the benchmark fails. The first answer of each (the check) is not timed.
@@ -17,7 +19,7 @@
 //!
 //! Run: `cargo bench --bench web` (needs graphite-web and gunicorn: `scripts/install-test-deps.sh`).
 //! Knobs: BENCH_REQUESTS (30), BENCH_GUNICORN_WORKERS (2), BENCH_ONLY (run only the requests whose
-//! label starts with this: `sumSeries`, `groupByNode` or `find`).
+//! label starts with this: `sumSeries`, `groupByNode` or `find`), BENCH_BIG_FIND (1000000).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
 
@@ -182,7 +184,7 @@ fn write_series(root: &Path, name: &str, ret: &[Retention], pts: &[(i64, f64)], 
 }
 
 /// Writes the three sub-trees; `t0` is the newest point's timestamp.
-fn write_tree(root: &Path, t0: i64) {
+fn write_tree(root: &Path, t0: i64, big: i64) {
     // 2 days of room for 1 day of data: the window stays inside the retention however long the run.
     let day = Retention::parse_list("60:2880").unwrap();
     for s in 0..1000i64 {
@@ -204,6 +206,10 @@ fn write_tree(root: &Path, t0: i64) {
     let tiny = Retention::parse_list("60:1").unwrap();
     for m in 0..100_000i64 {
         write_series(root, &format!("find.g{:02}.m{m:05}", m / 1000), &tiny, &[], t0);
+    }
+    // The "find over 1 M metrics": 1 000 directories of 1 000.
+    for m in 0..big {
+        write_series(root, &format!("big.g{:03}.m{m:07}", m / 1000), &tiny, &[], t0);
     }
 }
 
@@ -311,10 +317,12 @@ fn main() {
     let whisper = dir.path().join("whisper");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     let t0 = now - now % 60;
+    let big = knob("BENCH_BIG_FIND", 1_000_000) as i64;
     let t = Instant::now();
-    write_tree(&whisper, t0);
+    write_tree(&whisper, t0, big);
     eprintln!(
-        "wrote 111 000 whisper files in {:.1} s",
+        "wrote {} whisper files in {:.1} s",
+        111_000 + big,
         t.elapsed().as_secs_f64()
     );
 
@@ -354,7 +362,21 @@ fn main() {
             "find",
             format!("/metrics/find?query={}&format=treejson", enc("find.*.m*7")),
         ),
+        (
+            "find, 1 M metrics, a directory prefix",
+            "find",
+            format!("/metrics/find?query={}&format=treejson", enc("big.g12*")),
+        ),
+        (
+            "find, 1 M metrics, one name in every directory",
+            "find",
+            format!("/metrics/find?query={}&format=treejson", enc("big.*.m0123456")),
+        ),
     ];
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|c| big > 0 || !c.0.contains("1 M"))
+        .collect();
 
     let mut rows = Vec::new();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
