@@ -61,6 +61,9 @@ pub struct Context<'a> {
     pub limits: Limits,
     /// When this request must give up (`limits.max_time` after it started); `None` = never.
     pub deadline: Option<std::time::Instant>,
+    /// graphite-web's `requestContext['totalStack']`: the running totals `stacked()` keeps per
+    /// stack name, shared by every target of the request (and every copy of this context).
+    pub total_stack: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<f64>>>>,
 }
 
 /// An evaluated argument.
@@ -170,6 +173,7 @@ impl<'a> Context<'a> {
             templates: Vec::new(),
             limits,
             deadline: None,
+            total_stack: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@ pub struct JsonOptions {
 }
 
 /// Python's `json.dumps` of a float, with graphite-web's `NaN → null`, `Infinity → 1e9999`.
-fn json_number(v: Option<f64>) -> String {
+fn json_number(v: Option<f64>, int: bool) -> String {
     match v {
         None => "null".into(),
         Some(f) if f.is_nan() => "null".into(),
@@ -25,8 +25,21 @@ fn json_number(v: Option<f64>) -> String {
                 "-1e9999".into()
             }
         }
-        Some(f) => py_float_repr(f),
+        Some(f) => py_number(f, int),
     }
+}
+
+/// Python's `repr`/`str` of a value: an int (`1`) when the series holds ints, else a float.
+fn py_number(f: f64, int: bool) -> String {
+    match as_int(f, int) {
+        Some(i) => i.to_string(),
+        None => py_float_repr(f),
+    }
+}
+
+/// The value as the Python int it is, when the series holds ints.
+fn as_int(f: f64, int: bool) -> Option<i64> {
+    (int && f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
 }
 
 /// Applies maxDataPoints as `renderViewJson` does, including its start nudge.
@@ -54,6 +67,9 @@ pub fn apply_max_data_points(list: &mut [TimeSeries], max: usize) {
             let lose = (nudge as f64 / s.step as f64) as i64;
             let drop = (lose - 1).max(0) as usize;
             let drop = drop.min(s.values.len());
+            if s.int_points.len() == s.values.len() {
+                s.int_points.drain(..drop);
+            }
             s.values.drain(..drop);
             s.values_per_point = vpp as usize;
         }
@@ -73,9 +89,15 @@ pub fn json(list: &mut [TimeSeries], opts: &JsonOptions) -> String {
     let mut out = String::from("[");
     let mut first = true;
     for s in list.iter() {
-        let mut points = s.datapoints();
+        let ints = s.output_ints();
+        let mut points: Vec<(Option<f64>, i64, bool)> = s
+            .datapoints()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (v, t))| (v, t, ints.get(i).copied().unwrap_or(false)))
+            .collect();
         if opts.no_null_points {
-            points.retain(|(v, _)| v.is_some_and(|f| !f.is_nan()));
+            points.retain(|(v, _, _)| v.is_some_and(|f| !f.is_nan()));
             if points.is_empty() {
                 continue;
             }
@@ -85,7 +107,11 @@ pub fn json(list: &mut [TimeSeries], opts: &JsonOptions) -> String {
         }
         first = false;
         out.push_str("{\"target\": ");
-        out.push_str(&serde_json::Value::String(s.name.clone()).to_string());
+        if s.name_is_none {
+            out.push_str("null");
+        } else {
+            out.push_str(&serde_json::Value::String(s.name.clone()).to_string());
+        }
         out.push_str(", \"tags\": {");
         for (i, (k, v)) in s.tags.iter().enumerate() {
             if i > 0 {
@@ -96,12 +122,12 @@ pub fn json(list: &mut [TimeSeries], opts: &JsonOptions) -> String {
             out.push_str(&serde_json::Value::String(v.clone()).to_string());
         }
         out.push_str("}, \"datapoints\": [");
-        for (i, (v, ts)) in points.iter().enumerate() {
+        for (i, (v, ts, int)) in points.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
             out.push('[');
-            out.push_str(&json_number(*v));
+            out.push_str(&json_number(*v, *int));
             out.push_str(", ");
             out.push_str(&ts.to_string());
             out.push(']');
@@ -117,10 +143,15 @@ pub fn raw(list: &[TimeSeries]) -> String {
     let mut out = String::new();
     for s in list {
         out.push_str(&format!("{},{},{},{}|", s.name, s.start, s.end, s.step));
+        let ints = s.output_ints();
         let vals: Vec<String> = s
             .iter_values()
             .iter()
-            .map(|v| v.map_or_else(|| "None".to_string(), py_float_repr))
+            .enumerate()
+            .map(|(i, v)| {
+                let int = ints.get(i).copied().unwrap_or(false);
+                v.map_or_else(|| "None".to_string(), |f| py_number(f, int))
+            })
             .collect();
         out.push_str(&vals.join(","));
         out.push('\n');
@@ -132,17 +163,21 @@ pub fn raw(list: &[TimeSeries]) -> String {
 pub fn csv(list: &[TimeSeries], tz: &jiff::tz::TimeZone) -> String {
     let mut out = String::new();
     for s in list {
+        let ints = s.output_ints();
         for (i, v) in s.iter_values().iter().enumerate() {
             let ts = s.start + i as i64 * s.step;
             let when = jiff::Timestamp::from_second(ts)
                 .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
-            let name = if s.name.contains([',', '"', '\n', '\r']) {
+            let name = if s.name_is_none {
+                String::new()
+            } else if s.name.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", s.name.replace('"', "\"\""))
             } else {
                 s.name.clone()
             };
-            let value = v.map(py_float_repr).unwrap_or_default();
+            let int = ints.get(i).copied().unwrap_or(false);
+            let value = v.map(|f| py_number(f, int)).unwrap_or_default();
             out.push_str(&format!("{name},{when},{value}\r\n"));
         }
     }
@@ -153,7 +188,14 @@ pub fn csv(list: &[TimeSeries], tz: &jiff::tz::TimeZone) -> String {
 /// format between cluster nodes (a remote graphite-web reads `/render?format=pickle`).
 fn series_info(s: &TimeSeries) -> Vec<(&'static str, Wire)> {
     vec![
-        ("name", Wire::Str(s.name.clone())),
+        (
+            "name",
+            if s.name_is_none {
+                Wire::None
+            } else {
+                Wire::Str(s.name.clone())
+            },
+        ),
         ("start", Wire::Int(s.start)),
         ("end", Wire::Int(s.end)),
         ("step", Wire::Int(s.step)),
@@ -162,7 +204,11 @@ fn series_info(s: &TimeSeries) -> Vec<(&'static str, Wire)> {
             Wire::List(
                 s.values
                     .iter()
-                    .map(|v| v.map_or(Wire::None, Wire::Float))
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        None => Wire::None,
+                        Some(f) => as_int(*f, s.is_int(i)).map_or(Wire::Float(*f), Wire::Int),
+                    })
                     .collect(),
             ),
         ),

@@ -30,6 +30,16 @@ pub struct TimeSeries {
     /// Graph functions (`color`, `alpha`, `lineWidth`, `dashed`, `stacked`, …) for the png/svg
     /// renderer; key → value as Python's `str()` (`"True"`, `"0.5"`, `"red"`). Never in json.
     pub style: Tags,
+    /// Which raw values are Python ints (countSeries, identity, isNonNull, events, the zeros of
+    /// transformNull's default), which graphite-web writes as `1`, not `1.0`, in json, csv, raw,
+    /// pickle and msgpack; empty when none are. Cleared by every function that is not known to
+    /// pass values through unchanged.
+    pub int_points: Vec<bool>,
+    /// graphite-web's name is `None` (verticalLine without a label): `name` holds `"None"`, which
+    /// is what wrapping functions print and what its `name` tag says (graphite-web's tags are
+    /// strings), and the formats write json `null`, csv `""`, pickle `None`. Dropped once a
+    /// function renames the series.
+    pub name_is_none: bool,
 }
 
 impl TimeSeries {
@@ -47,6 +57,8 @@ impl TimeSeries {
             path_expression: name.to_string(),
             tags: default_tags(name),
             style: Vec::new(),
+            int_points: Vec::new(),
+            name_is_none: false,
         }
     }
 
@@ -83,6 +95,38 @@ impl TimeSeries {
                     None
                 }
             })
+            .collect()
+    }
+
+    /// Marks every raw value as a Python int.
+    pub fn set_all_ints(&mut self) {
+        self.int_points = vec![true; self.values.len()];
+    }
+
+    /// Whether raw value `i` is a Python int.
+    pub fn is_int(&self, i: usize) -> bool {
+        self.int_points.len() == self.values.len() && self.int_points.get(i).copied().unwrap_or(false)
+    }
+
+    /// Which of the values `iter_values` yields are Python ints: a raw value as marked; a
+    /// consolidated bucket when it has only ints and the function keeps them (`sum`, `max`,
+    /// `min`, `first`, `last`; an average divides into a float).
+    pub fn output_ints(&self) -> Vec<bool> {
+        if self.int_points.is_empty() || self.int_points.len() != self.values.len() {
+            return Vec::new();
+        }
+        let vpp = self.values_per_point.max(1);
+        if vpp == 1 {
+            return self.int_points.clone();
+        }
+        let keeps = matches!(
+            self.consolidation_func.as_str(),
+            "sum" | "max" | "min" | "first" | "last"
+        );
+        self.values
+            .chunks(vpp)
+            .zip(self.int_points.chunks(vpp))
+            .map(|(vals, ints)| keeps && vals.iter().zip(ints).all(|(v, i)| v.is_none() || *i))
             .collect()
     }
 

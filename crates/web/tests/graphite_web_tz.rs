@@ -16,7 +16,7 @@ const TARGETS: &[&str] = &[
     "timeSlice(servers.web*.requests,\"1699980000\",\"1699990000\")",
     // the request's zone, compared and placed by wall clock in TIME_ZONE.
     "verticalLine(\"15:00 20231114\",\"deploy\")",
-    // (without a label graphite-web's name is None, json null: a known difference.)
+    "verticalLine(\"1699990000\")",
     "verticalLine(\"1699990000\",\"x\")",
     "integralByInterval(@,\"1h\")",
     "integralByInterval(servers.web2.requests,\"2h\")",

@@ -149,7 +149,19 @@ pub(super) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
                     Some(defaults) if !defaults.is_empty() => {
                         s.set_tag("referenceSeries", "1");
                         s.name = format!("transformNull({},{},referenceSeries)", s.name, g(d));
+                        let was_int: Vec<bool> = (0..s.values.len()).map(|i| s.is_int(i)).collect();
+                        let filled: Vec<bool> = (0..s.values.len().max(defaults.len()))
+                            .map(|i| {
+                                s.values.get(i).copied().flatten().is_none()
+                                    && defaults.get(i).copied().flatten().is_some()
+                            })
+                            .collect();
                         s.values = zip_longest(&s.values, defaults, |v, d| v.or(d));
+                        s.int_points = filled
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| (*f && int) || was_int.get(i).copied().unwrap_or(false))
+                            .collect();
                     }
                     _ => {
                         if defaults.is_some() {
@@ -158,6 +170,12 @@ pub(super) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
                         } else {
                             s.name = format!("transformNull({},{})", s.name, g(d));
                         }
+                        s.int_points = s
+                            .values
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (v.is_none() && int) || s.is_int(i))
+                            .collect();
                         s.values = s.values.iter().map(|v| Some(v.unwrap_or(d))).collect();
                     }
                 }

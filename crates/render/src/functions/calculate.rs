@@ -89,6 +89,7 @@ pub(crate) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
             let mut s = TimeSeries::new(&name, ctx.start, ctx.end, 60, values);
             s.x_files_factor = ctx.x_files_factor;
             s.path_expression = format!("identity(\"{name}\")");
+            s.set_all_ints();
             Ok(vec![s])
         }
         "holtWintersForecast" => holt_winters_forecast(ctx, call, a),

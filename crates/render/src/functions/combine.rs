@@ -256,6 +256,7 @@ fn count_series(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderEr
         let step = (ctx.end - ctx.start) / 2;
         let mut s = TimeSeries::new("0", ctx.start, ctx.end, step, vec![Some(0.0); 3]);
         s.x_files_factor = ctx.x_files_factor;
+        s.set_all_ints();
         s.path_expression = "countSeries()".into();
         return Ok(vec![s]);
     }
@@ -267,6 +268,7 @@ fn count_series(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderEr
     let n = rows(&list).len();
     let mut s = TimeSeries::new(&name, start, end, step, vec![Some(list.len() as f64); n]);
     s.x_files_factor = ctx.x_files_factor;
+    s.set_all_ints();
     Ok(vec![s])
 }
 

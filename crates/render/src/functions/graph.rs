@@ -98,7 +98,13 @@ pub(crate) fn dispatch(ctx: &Context<'_>, _call: &Call, a: &Args) -> Result<Vec<
         }
         "stacked" => {
             let stack = a.string(1)?;
-            let mut total: Vec<f64> = Vec::new();
+            let key = stack.clone().unwrap_or_else(|| "__DEFAULT__".into());
+            // The totals carry over from earlier targets with the same stack name.
+            let mut stacks = ctx
+                .total_stack
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let total = stacks.entry(key).or_default();
             Ok(map(a.series(0)?, |s| {
                 if total.len() < s.values.len() {
                     total.resize(s.values.len(), 0.0);
@@ -171,8 +177,9 @@ pub(crate) fn dispatch(ctx: &Context<'_>, _call: &Call, a: &Args) -> Result<Vec<
             if ts > ctx.end_timestamp() {
                 return Err(a.bad(&format!("timestamp {ts} exists after end of range")));
             }
-            let label = a.string(1)?.unwrap_or_default();
-            let mut s = TimeSeries::new(&label, ts, ts, 1, vec![Some(1.0); 2]);
+            let label = a.string(1)?;
+            let mut s = TimeSeries::new(label.as_deref().unwrap_or("None"), ts, ts, 1, vec![Some(1.0); 2]);
+            s.name_is_none = label.is_none();
             s.x_files_factor = ctx.x_files_factor;
             set_tag(&mut s.style, "drawAsInfinite", TRUE.into());
             if let Some(color) = a.string(2)?.filter(|c| !c.is_empty()) {

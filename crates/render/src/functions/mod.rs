@@ -132,8 +132,72 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
         .iter()
         .map(|(k, a)| Ok((k.clone(), ctx.value(a)?)))
         .collect::<Result<Vec<_>, RenderError>>()?;
-    dispatch(ctx, call, &Args { pos, kw, info })
+    let mut out = dispatch(ctx, call, &Args { pos, kw, info })?;
+    let keep_ints = INT_PRODUCERS.contains(&info.name) || VALUE_PRESERVING.contains(&info.name);
+    for s in &mut out {
+        if !keep_ints {
+            s.int_points.clear();
+        }
+        if s.name_is_none && s.name != "None" {
+            s.name_is_none = false;
+        }
+    }
+    Ok(out)
 }
+
+/// Functions that make Python ints in graphite-web (they set [`TimeSeries::int_points`]).
+const INT_PRODUCERS: &[&str] = &["countSeries", "identity", "isNonNull", "events", "transformNull"];
+
+/// Functions that hand their input values on untouched (names, styles, selection, order), so
+/// ints stay ints; every other function's output is taken as floats.
+const VALUE_PRESERVING: &[&str] = &[
+    "alias",
+    "aliasByMetric",
+    "aliasByNode",
+    "aliasByTags",
+    "aliasQuery",
+    "aliasSub",
+    "alpha",
+    "averageAbove",
+    "averageBelow",
+    "cactiStyle",
+    "color",
+    "consolidateBy",
+    "currentAbove",
+    "currentBelow",
+    "dashed",
+    "drawAsInfinite",
+    "exclude",
+    "filterSeries",
+    "grep",
+    "group",
+    "highest",
+    "highestAverage",
+    "highestCurrent",
+    "highestMax",
+    "legendValue",
+    "limit",
+    "lineWidth",
+    "lowest",
+    "lowestAverage",
+    "lowestCurrent",
+    "maximumAbove",
+    "maximumBelow",
+    "minimumAbove",
+    "minimumBelow",
+    "removeEmptySeries",
+    "secondYAxis",
+    "setXFilesFactor",
+    "sortBy",
+    "sortByMaxima",
+    "sortByMinima",
+    "sortByName",
+    "sortByTotal",
+    "stacked",
+    "substr",
+    "unique",
+    "xFilesFactor",
+];
 
 /// Every function implemented, over all groups (for `/functions` and reports).
 pub fn all() -> impl Iterator<Item = &'static FunctionInfo> {

@@ -331,6 +331,7 @@ fn events(ctx: &Context<'_>, a: &Args) -> Result<Vec<TimeSeries>, RenderError> {
     let mut s = TimeSeries::new(&name, start, end, 1, values);
     s.consolidation_func = "sum".into();
     s.x_files_factor = ctx.x_files_factor;
+    s.set_all_ints();
     Ok(vec![s])
 }
 

@@ -232,6 +232,7 @@ pub(crate) fn dispatch(ctx: &Context<'_>, call: &Call, a: &Args) -> Result<Vec<T
                 .into_iter()
                 .map(|v| Some(if v.is_some() { 1.0 } else { 0.0 }))
                 .collect();
+            s.set_all_ints();
         })),
         "delay" => {
             let steps = int_arg(a, 1)?.ok_or_else(|| a.bad("missing argument steps"))?;
