@@ -79,17 +79,15 @@ const PICKLE_POINT_OVERHEAD: usize = 5 + 10 + 9 + 2 + 2;
 
 /// A flush as pickle frames for carbon's pickle receiver: `[(name, (ts, value)), …]` per frame,
 /// each frame's body under [`PICKLE_FRAME_BUDGET`]. Returns the bytes and how many points were
-/// left out: a value that is not a number (never, from the engine) or a name too long for any
-/// frame carbon accepts.
+/// left out: those with a name too long for any frame carbon accepts.
 pub fn pickle_frames(flush: &Flush) -> (Vec<u8>, usize) {
     let mut points: Vec<(&str, i64, f64)> = Vec::with_capacity(flush.lines.len());
     let mut skipped = 0usize;
     for l in &flush.lines {
-        match l.value.parse::<f64>() {
-            Ok(v) if l.name.len() + PICKLE_POINT_OVERHEAD < PICKLE_FRAME_BUDGET => {
-                points.push((l.name.as_str(), l.timestamp, v))
-            }
-            _ => skipped += 1,
+        if l.name.len() + PICKLE_POINT_OVERHEAD < PICKLE_FRAME_BUDGET {
+            points.push((l.name.as_str(), l.timestamp, l.value.0));
+        } else {
+            skipped += 1;
         }
     }
     let mut out = Vec::new();
@@ -237,14 +235,9 @@ where
     fn deliver(&mut self, flush: &Flush) -> std::io::Result<()> {
         let mut refused = 0usize;
         for line in &flush.lines {
-            match line.value.parse::<f64>() {
-                Ok(v) if v.is_nan() => {}
-                Ok(v) => {
-                    if !(self.store)(&line.name, v, line.timestamp) {
-                        refused += 1;
-                    }
-                }
-                Err(_) => refused += 1,
+            let v = line.value.0;
+            if !v.is_nan() && !(self.store)(&line.name, v, line.timestamp) {
+                refused += 1;
             }
         }
         if refused > 0 {
@@ -261,11 +254,12 @@ where
 mod tests {
     use super::*;
     use carbide_statsd::GraphiteLine;
+    use carbide_statsd::jsnum::JsNumber;
 
-    fn line(name: &str, value: &str) -> GraphiteLine {
+    fn line(name: &str, value: f64) -> GraphiteLine {
         GraphiteLine {
             name: name.into(),
-            value: value.into(),
+            value: JsNumber(value),
             timestamp: 100,
         }
     }
@@ -276,12 +270,12 @@ mod tests {
         use carbide_protocol::pickle::{Value, loads};
         let long = "x".repeat(200);
         let mut lines: Vec<GraphiteLine> = (0..20_000)
-            .map(|i| line(&format!("stats.{long}.{i}"), &format!("{}", i as f64 / 8.0)))
+            .map(|i| line(&format!("stats.{long}.{i}"), i as f64 / 8.0))
             .collect();
-        lines.push(line("stats.nan", "NaN"));
-        lines.push(line("stats.big", "1e+21"));
-        lines.push(line("stats.neg", "-Infinity"));
-        lines.push(line(&"y".repeat(PICKLE_MAX_FRAME), "1"));
+        lines.push(line("stats.nan", f64::NAN));
+        lines.push(line("stats.big", 1e21));
+        lines.push(line("stats.neg", f64::NEG_INFINITY));
+        lines.push(line(&"y".repeat(PICKLE_MAX_FRAME), 1.0));
         let flush = Flush {
             timestamp: 100,
             lines,
@@ -314,7 +308,7 @@ mod tests {
         for (l, (name, ts, v)) in flush.lines.iter().zip(&got) {
             assert_eq!(&l.name, name);
             assert_eq!(*ts, 100);
-            let want: f64 = l.value.parse().unwrap();
+            let want = l.value.0;
             assert!(want == *v || (want.is_nan() && v.is_nan()), "{} {v}", l.value);
         }
         let (empty, _) = pickle_frames(&Flush::default());
@@ -322,15 +316,15 @@ mod tests {
     }
 
     #[test]
-    fn point_sink_parses_js_numbers_and_skips_nan() {
+    fn point_sink_stores_numbers_and_skips_nan() {
         let mut got = Vec::new();
         let flush = Flush {
             timestamp: 100,
             lines: vec![
-                line("a", "0.30000000000000004"),
-                line("b", "1e+21"),
-                line("c", "NaN"),
-                line("d", "-Infinity"),
+                line("a", 0.1 + 0.2),
+                line("b", 1e21),
+                line("c", f64::NAN),
+                line("d", f64::NEG_INFINITY),
             ],
         };
         PointSink::new(|n: &str, v: f64, t: i64| {

@@ -580,25 +580,37 @@ mod tests {
         e.handle_packet(b"a:1|c\na:2|c|@0.1\nbad\n\nb:x|c");
         let f = e.flush(1_000_000_001_000);
         assert_eq!(f.timestamp, 1_000_000_001);
-        assert_eq!(f.value("stats.a"), Some("21"));
-        assert_eq!(f.value("stats_counts.a"), Some("21"));
-        assert_eq!(f.value("stats_counts.statsd.bad_lines_seen"), Some("2"));
-        assert_eq!(f.value("stats_counts.statsd.packets_received"), Some("1"));
-        assert_eq!(f.value("stats_counts.statsd.metrics_received"), Some("4"));
-        assert_eq!(f.value("statsd.numStats"), Some("4"));
+        assert_eq!(f.value("stats.a").as_deref(), Some("21"));
+        assert_eq!(f.value("stats_counts.a").as_deref(), Some("21"));
         assert_eq!(
-            f.value("stats.statsd.graphiteStats.last_flush"),
+            f.value("stats_counts.statsd.bad_lines_seen").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            f.value("stats_counts.statsd.packets_received").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            f.value("stats_counts.statsd.metrics_received").as_deref(),
+            Some("4")
+        );
+        assert_eq!(f.value("statsd.numStats").as_deref(), Some("4"));
+        assert_eq!(
+            f.value("stats.statsd.graphiteStats.last_flush").as_deref(),
             Some("1000000000")
         );
-        assert_eq!(f.value("stats.statsd.graphiteStats.flush_length"), Some("0"));
+        assert_eq!(
+            f.value("stats.statsd.graphiteStats.flush_length").as_deref(),
+            Some("0")
+        );
         assert_eq!(e.stats().bad_lines_seen, 2);
         // Second flush: idle counters are sent as 0, the lag gauge appears.
         let g = e.flush(1_000_000_002_400);
-        assert_eq!(g.value("stats.a"), Some("0"));
-        assert_eq!(g.value("stats.gauges.statsd.timestamp_lag"), Some("0"));
+        assert_eq!(g.value("stats.a").as_deref(), Some("0"));
+        assert_eq!(g.value("stats.gauges.statsd.timestamp_lag").as_deref(), Some("0"));
         let flen: usize = f.to_text().encode_utf16().count();
         assert_eq!(
-            g.value("stats.statsd.graphiteStats.flush_length"),
+            g.value("stats.statsd.graphiteStats.flush_length").as_deref(),
             Some(flen.to_string().as_str())
         );
     }
@@ -608,19 +620,19 @@ mod tests {
         let mut e = engine(r#"{"deleteGauges": true, "gaugesMaxTTL": 2}"#);
         e.handle_packet(b"g:+5|g\ng:-2|g\nz:0|g\nz:+3|g\nz:-1|g\nn:Infinity|g\nn:-Infinity|g");
         let f = e.flush(1_000_000_010_000);
-        assert_eq!(f.value("stats.gauges.g"), Some("3"));
-        assert_eq!(f.value("stats.gauges.z"), Some("2"));
-        assert_eq!(f.value("stats.gauges.n"), Some("NaN"));
+        assert_eq!(f.value("stats.gauges.g").as_deref(), Some("3"));
+        assert_eq!(f.value("stats.gauges.z").as_deref(), Some("2"));
+        assert_eq!(f.value("stats.gauges.n").as_deref(), Some("NaN"));
         // A NaN gauge is falsy in JS: the next delta sets instead of adding.
         e.handle_packet(b"n:+5|g");
         assert_eq!(e.gauges().find(|(k, _)| *k == "n").map(|(_, v)| v), Some(5.0));
         let f = e.flush(1_000_000_020_000);
-        assert_eq!(f.value("stats.gauges.g"), Some("3"));
+        assert_eq!(f.value("stats.gauges.g").as_deref(), Some("3"));
         let f = e.flush(1_000_000_030_000);
-        assert_eq!(f.value("stats.gauges.g"), None);
+        assert_eq!(f.value("stats.gauges.g").as_deref(), None);
         e.handle_packet(b"g:+4|g");
         let f = e.flush(1_000_000_040_000);
-        assert_eq!(f.value("stats.gauges.g"), Some("4"));
+        assert_eq!(f.value("stats.gauges.g").as_deref(), Some("4"));
     }
 
     #[test]
@@ -645,10 +657,10 @@ mod tests {
             ]
         );
         let f = e.flush(1_000_000_020_000);
-        assert_eq!(f.value("stats.b"), None);
-        assert_eq!(f.value("stats.foo.packets_received"), Some("0"));
-        assert_eq!(f.value("stats.timers.t.count"), None);
-        assert_eq!(f.value("stats.sets.s.count"), None);
+        assert_eq!(f.value("stats.b").as_deref(), None);
+        assert_eq!(f.value("stats.foo.packets_received").as_deref(), Some("0"));
+        assert_eq!(f.value("stats.timers.t.count").as_deref(), None);
+        assert_eq!(f.value("stats.sets.s.count").as_deref(), None);
     }
 
     #[test]
@@ -656,13 +668,13 @@ mod tests {
         let mut e = engine("{}");
         e.handle_packet(b"t:1|ms\ns:x|s\ns:y|s\ns:x|s\ns:__proto__|s\n__proto__:1|c");
         let f = e.flush(1_000_000_010_000);
-        assert_eq!(f.value("stats.sets.s.count"), Some("2"));
-        assert_eq!(f.value("stats.__proto__"), None);
+        assert_eq!(f.value("stats.sets.s.count").as_deref(), Some("2"));
+        assert_eq!(f.value("stats.__proto__").as_deref(), None);
         let f = e.flush(1_000_000_020_000);
-        assert_eq!(f.value("stats.timers.t.count"), Some("0"));
-        assert_eq!(f.value("stats.timers.t.count_ps"), Some("0"));
-        assert_eq!(f.value("stats.timers.t.upper"), None);
-        assert_eq!(f.value("stats.sets.s.count"), Some("0"));
+        assert_eq!(f.value("stats.timers.t.count").as_deref(), Some("0"));
+        assert_eq!(f.value("stats.timers.t.count_ps").as_deref(), Some("0"));
+        assert_eq!(f.value("stats.timers.t.upper").as_deref(), None);
+        assert_eq!(f.value("stats.sets.s.count").as_deref(), Some("0"));
     }
 
     #[test]
@@ -673,15 +685,21 @@ mod tests {
         );
         e.handle_packet(b"c:1|c|#env:prod\nt:2|ms\ng:1|g\ns:1|s");
         let f = e.flush(1_000_000_010_000);
-        assert_eq!(f.value("p.c.rate.h;env=prod"), Some("0.1"));
-        assert_eq!(f.value("p.c.count.h;env=prod"), Some("1"));
-        assert_eq!(f.value("p.timers.t.upper_50.h"), Some("2"));
-        assert_eq!(f.value("p.gauges.g.h"), Some("1"));
-        assert_eq!(f.value("p.sets.s.count.h"), Some("1"));
-        assert_eq!(f.value("p.statsd.numStats.h"), Some("7"));
-        assert_eq!(f.value("p.statsd.graphiteStats.calculationtime.h"), Some("0"));
-        assert_eq!(f.value("p.statsd.processing_time.h"), Some("0"));
-        assert_eq!(f.value("p.statsd.graphiteStats.last_exception.h"), Some("0"));
+        assert_eq!(f.value("p.c.rate.h;env=prod").as_deref(), Some("0.1"));
+        assert_eq!(f.value("p.c.count.h;env=prod").as_deref(), Some("1"));
+        assert_eq!(f.value("p.timers.t.upper_50.h").as_deref(), Some("2"));
+        assert_eq!(f.value("p.gauges.g.h").as_deref(), Some("1"));
+        assert_eq!(f.value("p.sets.s.count.h").as_deref(), Some("1"));
+        assert_eq!(f.value("p.statsd.numStats.h").as_deref(), Some("7"));
+        assert_eq!(
+            f.value("p.statsd.graphiteStats.calculationtime.h").as_deref(),
+            Some("0")
+        );
+        assert_eq!(f.value("p.statsd.processing_time.h").as_deref(), Some("0"));
+        assert_eq!(
+            f.value("p.statsd.graphiteStats.last_exception.h").as_deref(),
+            Some("0")
+        );
     }
 
     #[test]
@@ -689,7 +707,7 @@ mod tests {
         let mut e = engine(r#"{"keyNameSanitize": false}"#);
         e.handle_packet(b"a b/c:1|c|#t:x y");
         let f = e.flush(1_000_000_010_000);
-        assert_eq!(f.value("stats.a_b-c;t=x y"), Some("0.1"));
+        assert_eq!(f.value("stats.a_b-c;t=x y").as_deref(), Some("0.1"));
     }
 
     #[test]
@@ -698,9 +716,12 @@ mod tests {
         e.handle_packet(b"a:1|c\nb:1|ms\nc:1|g\na:1|c\nd:x|s");
         assert_eq!(e.stats().keys_over_limit, 2);
         let f = e.flush(1_000_000_010_000);
-        assert_eq!(f.value("stats_counts.a"), Some("2"));
-        assert_eq!(f.value("stats.gauges.c"), None);
-        assert_eq!(f.value("stats_counts.statsd.keys_over_limit"), Some("2"));
+        assert_eq!(f.value("stats_counts.a").as_deref(), Some("2"));
+        assert_eq!(f.value("stats.gauges.c").as_deref(), None);
+        assert_eq!(
+            f.value("stats_counts.statsd.keys_over_limit").as_deref(),
+            Some("2")
+        );
     }
 
     #[test]
@@ -717,11 +738,14 @@ mod tests {
         );
         e.handle_packet(b"g:+1|g");
         let f = e.flush(1_000_000_010_000);
-        assert_eq!(f.value("stats_counts.a.x"), None);
-        assert_eq!(f.value("stats.timers.t.count"), None);
-        assert_eq!(f.value("stats.gauges.g"), Some("2"));
+        assert_eq!(f.value("stats_counts.a.x").as_deref(), None);
+        assert_eq!(f.value("stats.timers.t.count").as_deref(), None);
+        assert_eq!(f.value("stats.gauges.g").as_deref(), Some("2"));
         // statsd's `undefined + 1`.
-        assert_eq!(f.value("stats_counts.statsd.packets_received"), Some("NaN"));
+        assert_eq!(
+            f.value("stats_counts.statsd.packets_received").as_deref(),
+            Some("NaN")
+        );
     }
 
     #[test]

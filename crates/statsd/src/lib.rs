@@ -25,8 +25,8 @@
 //! let mut statsd = Statsd::new(config, 1_700_000_000_000)?;
 //! statsd.handle_packet(b"api.hits:1|c|@0.1\napi.time:320|ms");
 //! let flush = statsd.flush(1_700_000_010_000);
-//! assert_eq!(flush.value("stats_counts.api.hits"), Some("10"));
-//! assert_eq!(flush.value("stats.timers.api.time.upper_99"), Some("320"));
+//! assert_eq!(flush.value("stats_counts.api.hits").as_deref(), Some("10"));
+//! assert_eq!(flush.value("stats.timers.api.time.upper_99").as_deref(), Some("320"));
 //! # Ok::<(), carbide_statsd::ConfigError>(())
 //! ```
 //!
