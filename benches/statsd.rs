@@ -16,7 +16,9 @@
 //! with `carbideMaxKeys` = half the keys) and to etsy statsd. For the flush after the burst it
 //! reports the time from the flush's due time (one interval after the previous flush reached the
 //! listener) to its last byte at the listener, its size, how many burst keys it holds with the
-//! right value (the rest were lost), `metrics_received`, `keys_over_limit`, and peak RSS.
+//! right value (the rest were lost), `metrics_received`, `keys_over_limit`, and peak RSS; for
+//! carbide also the longest time a flush held the engine lock (receivers wait only that long),
+//! read from its `stalled_ms` debug log. etsy formats on its one thread: the whole flush stalls.
 //! Knobs: BENCH_SECONDS (3), BENCH_RECEIVERS (carbide's UDP threads, 2), BENCH_DATAGRAM_BYTES
 //! (1400; a small value such as 30 sends one metric per datagram, as most clients do), BENCH_CARBIDE (another
 //! `carbide` binary to run instead of this build's, e.g. a copy of the previous version, so two
@@ -376,6 +378,8 @@ fn burst_datagrams(keys: u64) -> Vec<(Vec<u8>, u64)> {
 
 struct Burst {
     flush_ms: f64,
+    /// carbide only: the longest time a flush held the engine lock (its `stalled_ms` log).
+    stall_ms: Option<f64>,
     lines: u64,
     bytes: usize,
     present: u64,
@@ -426,7 +430,23 @@ fn burst_count(payload: &[u8], keys: u64) -> (u64, u64, u64, Option<u64>) {
 
 fn burst_run(name: &str, mut cmd: Command, port: u16, gl: TcpListener, interval_ms: u64) -> Burst {
     let deliveries = burst_listener(gl);
-    let child = Kill(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let mut child = Kill(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    let stalls = child.0.stderr.take().map(|stderr| {
+        std::thread::spawn(move || {
+            let mut worst: Option<f64> = None;
+            let lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+            for line in lines.map_while(std::result::Result::ok) {
+                let ms = line
+                    .split_once("stalled_ms=")
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok());
+                if let Some(ms) = ms {
+                    worst = Some(worst.map_or(ms, |w| w.max(ms)));
+                }
+            }
+            worst
+        })
+    });
     let pid = child.0.id();
     let keys = knob("BURST_KEYS", 1_000_000);
     let rate = knob("BURST_RATE", 70_000) as f64;
@@ -463,7 +483,10 @@ fn burst_run(name: &str, mut cmd: Command, port: u16, gl: TcpListener, interval_
         .unwrap_or_else(|_| panic!("{name}: no flush after the burst"));
     let (present, lines, metrics_received, keys_over_limit) = burst_count(&burst.payload, keys);
     let (_, rss_kib) = usage(pid);
+    drop(child);
+    let stall_ms = stalls.and_then(|t| t.join().ok()).flatten();
     let r = Burst {
+        stall_ms,
         flush_ms: burst.done.saturating_duration_since(flush_due).as_secs_f64() * 1000.0,
         lines,
         bytes: burst.payload.len(),
@@ -474,14 +497,14 @@ fn burst_run(name: &str, mut cmd: Command, port: u16, gl: TcpListener, interval_
         send_secs,
     };
     eprintln!(
-        "{name}: sent {sent} keys in {send_secs:.1} s; flush {:.0} ms after its due time ({} lines, {} MB, last byte {:.0} ms after accept), {present} keys present, metrics_received {metrics_received}, keys_over_limit {keys_over_limit:?}, peak RSS {} MiB",
+        "{name}: sent {sent} keys in {send_secs:.1} s; flush {:.0} ms after its due time (engine lock held {:?} ms; {} lines, {} MB, last byte {:.0} ms after accept), {present} keys present, metrics_received {metrics_received}, keys_over_limit {keys_over_limit:?}, peak RSS {} MiB",
         r.flush_ms,
+        r.stall_ms,
         lines,
         r.bytes / 1_000_000,
         burst.done.saturating_duration_since(burst.accepted).as_secs_f64() * 1000.0,
         rss_kib / 1024
     );
-    drop(child);
     r
 }
 
@@ -502,7 +525,9 @@ fn burst_main(statsd: &Path, tmp: &Path) {
         }
         std::fs::write(&conf, cfg.to_string()).unwrap();
         let mut cmd = Command::new(carbide_bin());
-        cmd.args(["statsd", "--config"]).arg(&conf);
+        cmd.args(["statsd", "--config"])
+            .arg(&conf)
+            .env("CARBIDE_LOG", "warn,carbide_statsd_server=debug");
         let name = match max_keys {
             Some(m) => format!("carbide statsd, carbideMaxKeys {m}"),
             None => "carbide statsd".to_string(),
@@ -525,14 +550,15 @@ fn burst_main(statsd: &Path, tmp: &Path) {
         results.push((name.clone(), burst_run(&name, cmd, port, gl, interval_ms)));
     }
     println!(
-        "\n| program | keys sent | send s | flush ms (due → last byte) | lines | MB | keys in flush | lost | metrics_received | keys_over_limit | peak RSS MiB |"
+        "\n| program | keys sent | send s | flush ms (due → last byte) | lock held ms | lines | MB | keys in flush | lost | metrics_received | keys_over_limit | peak RSS MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, r) in &results {
         println!(
-            "| {name} | {keys} | {:.1} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} |",
+            "| {name} | {keys} | {:.1} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} |",
             r.send_secs,
             r.flush_ms,
+            r.stall_ms.map_or("– (one thread)".into(), |v| format!("{v:.0}")),
             r.lines,
             r.bytes as f64 / 1e6,
             r.present,
