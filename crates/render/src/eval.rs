@@ -64,6 +64,9 @@ pub struct Context<'a> {
     /// graphite-web's `requestContext['totalStack']`: the running totals `stacked()` keeps per
     /// stack name, shared by every target of the request (and every copy of this context).
     pub total_stack: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<f64>>>>,
+    /// Other graphite-web instances whose series path expressions also fetch (CLUSTER_SERVERS);
+    /// `None` for a `local=1` request.
+    pub remote: Option<&'a dyn crate::remote::Remote>,
 }
 
 /// An evaluated argument.
@@ -174,6 +177,7 @@ impl<'a> Context<'a> {
             limits,
             deadline: None,
             total_stack: Default::default(),
+            remote: None,
         }
     }
 
@@ -232,6 +236,21 @@ impl<'a> Context<'a> {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(remote) = self.remote {
+            let answers = remote.fetch(pattern, self.start, self.end, self.now);
+            points += answers.iter().map(|r| r.values.len()).sum::<usize>();
+            if points > self.limits.max_points {
+                return Err(too_many_points(pattern, self.limits.max_points));
+            }
+            crate::remote::merge_remote(&mut out, answers, pattern, self.x_files_factor);
+            if out.len() > self.limits.max_series {
+                return Err(RenderError::Limit(format!(
+                    "{pattern} matches {} series, more than the limit of {}",
+                    out.len(),
+                    self.limits.max_series
+                )));
+            }
+        }
         Ok(out)
     }
 

@@ -12,6 +12,7 @@
 //! - [`catalog`]: parameter descriptions for `/functions`.
 //! - [`events`]: the events store `events()` and `/events` read.
 //! - [`format`]: json (maxDataPoints, noNullPoints), csv, raw.
+//! - [`remote`]: CLUSTER_SERVERS, other instances' series merged into fetches.
 //! - [`pyfmt`]: Python's `%g` and `repr` of floats.
 
 pub mod catalog;
@@ -20,6 +21,7 @@ pub mod events;
 pub mod format;
 pub mod functions;
 pub mod pyfmt;
+pub mod remote;
 pub mod series;
 
 pub use eval::{Context, Limits, Value};

@@ -9,9 +9,13 @@
 //! # Layout
 //! - [`params`]: the merged query/form parameters.
 //! - [`tags`]: the `/tags` API over the store's tag index.
+//! - [`carbonlink`]: CARBONLINK_HOSTS, remote caches' unwritten points merged into fetches.
+//! - [`cluster`]: CLUSTER_SERVERS, other instances' finds and series merged into ours.
 //! - [`events`]: the `/events` API (Grafana annotations) in a file under the data directory.
 //! - this file: the router, [`run`], and one handler per endpoint.
 
+pub mod carbonlink;
+pub mod cluster;
 pub mod events;
 mod findjson;
 mod findpickle;
@@ -48,6 +52,8 @@ pub struct WebState {
     pub time_zone: String,
     /// Request limits.
     pub limits: Limits,
+    /// Other graphite-web instances to federate find and render to (CLUSTER_SERVERS).
+    pub cluster: Option<Arc<cluster::ClusterServers>>,
 }
 
 /// Why serving failed.
@@ -123,6 +129,11 @@ fn json_response(body: String, jsonp: Option<&str>) -> Response {
             .into_response(),
         None => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
     }
+}
+
+/// graphite-web's `local=1`: answer from this instance only (what cluster members ask each other).
+fn is_local(p: &Params) -> bool {
+    p.get("local").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn unix_now() -> i64 {
@@ -221,6 +232,12 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
     );
     ctx.x_files_factor = x_files_factor;
     ctx.templates = templates;
+    if !is_local(p) {
+        ctx.remote = state
+            .cluster
+            .as_deref()
+            .map(|c| c as &dyn carbide_render::remote::Remote);
+    }
     ctx.deadline = std::time::Instant::now().checked_add(state.limits.max_time);
     let mut targets = p.get_list("target");
     if targets.is_empty() {
@@ -301,6 +318,23 @@ async fn find(
         Ok(n) => n,
         Err(e) => return bad_request(e),
     };
+    if let Some(cluster) = state.cluster.clone().filter(|_| !is_local(&p)) {
+        // storage.find's answer for a pattern grows by the remote nodes; a path found as a
+        // leaf anywhere is a leaf (graphite-web merges nodes by path).
+        let asked = pattern.clone();
+        let remote = tokio::task::spawn_blocking(move || cluster.find(&asked))
+            .await
+            .unwrap_or_default();
+        for r in remote {
+            match nodes.iter_mut().find(|n| n.path == r.path) {
+                Some(n) => n.is_leaf |= r.is_leaf,
+                None => nodes.push(carbide_storage::Node {
+                    path: r.path,
+                    is_leaf: r.is_leaf,
+                }),
+            }
+        }
+    }
     if leaves_only {
         nodes.retain(|n| n.is_leaf);
     }

@@ -71,7 +71,11 @@ fn request_wide_options_match_graphite_web() {
             let path = q(targets, extra, format);
             // Every case but the bad xFilesFactor renders: a pair of errors would compare equal.
             let (status, _) = http(s.gw, "GET", &path, None).unwrap();
-            assert_eq!(status == 200, !extra.contains("abc"), "graphite-web {status} for {path}");
+            assert_eq!(
+                status == 200,
+                !extra.contains("abc"),
+                "graphite-web {status} for {path}"
+            );
             if let Err(e) = compare_text(&s, &path) {
                 failures.push(e);
             }

@@ -174,11 +174,28 @@ pub fn servers_in_zone(time_zone: &str, extra: impl FnOnce(&Path)) -> Servers {
         &format!("TIME_ZONE = '{time_zone}'"),
         1,
     );
-    let storage = Arc::new(carbide_storage::Storage::open(&whisper).unwrap());
+    let ours = start_ours(&whisper, time_zone, None);
+    Servers {
+        gw,
+        ours,
+        _gunicorn: gunicorn,
+        dir,
+    }
+}
+
+/// carbide's web API over `whisper` on a free port, in a thread of this process (federating to
+/// `cluster` when given); its port.
+pub fn start_ours(
+    whisper: &Path,
+    time_zone: &str,
+    cluster: Option<Arc<carbide_web::cluster::ClusterServers>>,
+) -> u16 {
+    let storage = Arc::new(carbide_storage::Storage::open(whisper).unwrap());
     let state = Arc::new(carbide_web::WebState {
         storage,
         time_zone: time_zone.into(),
         limits: Default::default(),
+        cluster,
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let ours = listener.local_addr().unwrap().port();
@@ -190,17 +207,17 @@ pub fn servers_in_zone(time_zone: &str, extra: impl FnOnce(&Path)) -> Servers {
             carbide_web::run(l, state, std::future::pending()).await.unwrap();
         });
     });
-    Servers {
-        gw,
-        ours,
-        _gunicorn: gunicorn,
-        dir,
-    }
+    ours
 }
 
 pub fn compare(s: &Servers, method: &str, path: &str, form: Option<&str>) -> Result<(), String> {
-    let (gs, gb) = http(s.gw, method, path, form).ok_or("graphite-web did not answer")?;
-    let (os, ob) = http(s.ours, method, path, form).ok_or("carbide did not answer")?;
+    compare_ports(s.gw, s.ours, method, path, form)
+}
+
+/// [`compare`] between any graphite-web port `gw` and carbide port `ours`.
+pub fn compare_ports(gw: u16, ours: u16, method: &str, path: &str, form: Option<&str>) -> Result<(), String> {
+    let (gs, gb) = http(gw, method, path, form).ok_or("graphite-web did not answer")?;
+    let (os, ob) = http(ours, method, path, form).ok_or("carbide did not answer")?;
     if gs != os {
         return Err(format!(
             "{path} {form:?}: status graphite-web {gs} vs ours {os}\n gw: {gb:.300}\n ours: {ob:.300}"
