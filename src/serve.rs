@@ -243,6 +243,7 @@ fn prepare_web(args: &ServeArgs, hot: Arc<CacheHot>) -> Result<Option<Web>> {
             max_points: args.max_points,
             ..carbide_render::Limits::default()
         },
+        cluster: None,
     });
     Ok(Some(Web {
         runtime,

@@ -30,6 +30,20 @@ pub struct WebArgs {
     /// Seconds a render may run before it is abandoned with HTTP 503.
     #[arg(long, default_value_t = 60.0)]
     max_time: f64,
+    /// Carbon caches to ask for points not yet on disk, `host:port[:instance],...` (their
+    /// carbonlink ports; graphite-web's CARBONLINK_HOSTS), picked per metric on a carbon_ch ring.
+    #[arg(long, value_name = "HOSTS")]
+    carbonlink_hosts: Option<String>,
+    /// Seconds one carbonlink query may take (graphite-web's CARBONLINK_TIMEOUT).
+    #[arg(long, default_value_t = 1.0)]
+    carbonlink_timeout: f64,
+    /// Other graphite-web or carbide web instances, `host:port,...`, whose metrics this one also
+    /// finds and renders (graphite-web's CLUSTER_SERVERS; they are asked with local=1).
+    #[arg(long, value_name = "SERVERS")]
+    cluster_servers: Option<String>,
+    /// Seconds one request to a cluster server may take.
+    #[arg(long, default_value_t = 6.0)]
+    cluster_timeout: f64,
 }
 
 /// Runs the web role until SIGINT or SIGTERM.
@@ -44,10 +58,33 @@ pub fn run(args: WebArgs) -> ExitCode {
 }
 
 fn serve(args: WebArgs) -> anyhow::Result<()> {
-    let storage = Storage::open(&args.data_dir)?;
+    let mut storage = Storage::open(&args.data_dir)?;
+    if let Some(hosts) = &args.carbonlink_hosts {
+        let hosts = carbide_web::carbonlink::parse_hosts(hosts)?;
+        if !hosts.is_empty() {
+            let timeout = std::time::Duration::try_from_secs_f64(args.carbonlink_timeout)
+                .map_err(|e| anyhow::anyhow!("--carbonlink-timeout {}: {e}", args.carbonlink_timeout))?;
+            tracing::info!(
+                hosts = hosts.len(),
+                "querying carbonlink hosts for unwritten points"
+            );
+            let pool = carbide_web::carbonlink::CarbonlinkPool::new(hosts, timeout)?;
+            storage = storage.with_hot_points(Arc::new(pool));
+        }
+    }
     tracing::info!(metrics = storage.index().len(), dir = %args.data_dir.display(), "indexed whisper tree");
+    let cluster = match &args.cluster_servers {
+        None => None,
+        Some(list) => {
+            let timeout = std::time::Duration::try_from_secs_f64(args.cluster_timeout)
+                .map_err(|e| anyhow::anyhow!("--cluster-timeout {}: {e}", args.cluster_timeout))?;
+            let c = carbide_web::cluster::ClusterServers::parse(list, timeout)?;
+            (!c.is_empty()).then(|| Arc::new(c))
+        }
+    };
     let state = Arc::new(WebState {
         storage: Arc::new(storage),
+        cluster,
         time_zone: args.tz,
         limits: carbide_render::Limits {
             max_series: args.max_series,
