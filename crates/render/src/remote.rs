@@ -96,8 +96,9 @@ mod tests {
         assert_eq!(local[1].values, vec![Some(1.0), Some(2.0)]);
         // A complete series is kept; one with a gap is replaced by an answer of another length,
         // however many gaps that has.
-        merge_remote(&mut local, vec![r("a", vec![None])], "*", 0.0);
+        merge_remote(&mut local, vec![r("a", vec![None, None])], "*", 0.0);
         assert_eq!(local[0].values, vec![Some(5.0)]);
+        local[1].values[1] = None;
         merge_remote(&mut local, vec![r("b", vec![None, None, None])], "*", 0.0);
         assert_eq!(local[1].values, vec![None, None, None]);
     }
