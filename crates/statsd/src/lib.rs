@@ -9,6 +9,9 @@
 //! # Layout
 //! - [`parse`]: the line protocol — packet → lines → key (tags, sanitising) → segments.
 //! - [`engine`]: [`Statsd`], the buckets (counters, timers, gauges, sets), their flush and clear.
+//!   A server flushes in three steps so its lock is not held while lines are built:
+//!   [`Statsd::begin_flush`] (takes the buckets), [`PendingFlush::format`] (the lines, unlocked),
+//!   [`Statsd::finish_flush`] (notes the payload length).
 //! - [`timer`]: timer statistics, percentiles and histograms of process_metrics.js.
 //! - [`graphite`]: names and lines of the graphite backend, and statsd's own metrics.
 //! - [`config`]: etsy's config keys with their defaults, readable from JSON.
