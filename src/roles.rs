@@ -176,6 +176,12 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
         )),
         on_create: None,
         stage: None,
+        tagdb: settings.enable_tags.then(|| carbide_server::tagdb::TagDbOptions {
+            url: settings.graphite_url.clone(),
+            batch_size: settings.tag_batch_size as usize,
+            queue_size: settings.tag_queue_size as usize,
+            update_interval: settings.tag_update_interval,
+        }),
         limits: ReceiverLimits {
             max_connections: inf_to_none(settings.max_receiver_connections).map_or(100_000, |m| m as usize),
             max_frame: settings.pickle_receiver_max_length as usize,

@@ -187,6 +187,8 @@ fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
         limits: ReceiverLimits::default(),
         on_create: None,
         stage: None,
+        // The web part in this process indexes tags itself; no graphite-web to post to.
+        tagdb: None,
     })
 }
 

@@ -892,7 +892,7 @@ typed_settings! {
     "GRAPHITE_URL" => graphite_url: String,
     /// ENABLE_TAGS: register tagged series with the tag database.
     "ENABLE_TAGS" => enable_tags: bool,
-    /// TAG_UPDATE_INTERVAL: seconds between tag updates for one series.
+    /// TAG_UPDATE_INTERVAL: one write in this many (over all series) re-registers its series.
     "TAG_UPDATE_INTERVAL" => tag_update_interval: u64,
     /// TAG_BATCH_SIZE: series per tag-database request.
     "TAG_BATCH_SIZE" => tag_batch_size: u64,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use carbide_cache::persist::{CreateSpec, WhisperSettings, plain_path};
@@ -22,6 +22,7 @@ use crate::carbonlink::CarbonlinkState;
 use crate::ingest::{Ingest, Lists};
 use crate::listeners::{ReceiverLimits, Wire, run_tcp, run_udp};
 use crate::selfmetrics::Reporter;
+use crate::tagdb::TagQueue;
 
 /// How long replaying a dump waits for the writers to make room in a full cache before it gives
 /// up on the rest (which is then kept aside with the dump, not lost).
@@ -112,15 +113,18 @@ pub struct RoleOptions {
     /// What received points pass through before the cache (`serve`'s aggregator); see
     /// [`crate::ingest::Stage`].
     pub stage: Option<Arc<dyn crate::ingest::Stage>>,
+    /// ENABLE_TAGS: register created and written series with graphite-web's tag database.
+    pub tagdb: Option<crate::tagdb::TagDbOptions>,
 }
 
 /// A hook told about each newly created metric.
 pub type OnCreate = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// The whisper persister, telling `on_create` about every file it creates.
+/// The whisper persister, telling `on_create` and the tag queue about what it writes.
 struct Announcing {
     inner: Arc<WhisperPersister>,
-    on_create: OnCreate,
+    on_create: Option<OnCreate>,
+    tags: Option<Arc<TagQueue>>,
 }
 
 impl Persister for Announcing {
@@ -131,8 +135,18 @@ impl Persister for Announcing {
         throttled: bool,
     ) -> Result<Outcome, PersistError> {
         let outcome = self.inner.persist(metric, points, throttled)?;
-        if outcome == (Outcome::Written { created: true }) {
-            (self.on_create)(metric);
+        if let Outcome::Written { created } = outcome {
+            if created {
+                if let Some(hook) = &self.on_create {
+                    hook(metric);
+                }
+                if let Some(tags) = &self.tags {
+                    tags.created(metric);
+                }
+            }
+            if let Some(tags) = &self.tags {
+                tags.written(metric);
+            }
         }
         Ok(outcome)
     }
@@ -153,6 +167,8 @@ pub struct CacheRole {
     tasks: Vec<JoinHandle<()>>,
     deadline: Duration,
     dump_path: PathBuf,
+    /// Ends the tag database poster (carbon stops it with the reactor; queued names are lost).
+    tag_stop: Arc<AtomicBool>,
 }
 
 /// The addresses the role actually listens on.
@@ -201,12 +217,24 @@ impl CacheRole {
             opts.policy.clone(),
             opts.whisper,
         ));
-        let writes_to: Arc<dyn Persister> = match opts.on_create.clone() {
-            Some(on_create) => Arc::new(Announcing {
+        let tag_stop = Arc::new(AtomicBool::new(false));
+        let tags = match &opts.tagdb {
+            Some(o) => {
+                let queue = Arc::new(TagQueue::new(o.queue_size, o.update_interval));
+                crate::tagdb::start_poster(o, queue.clone(), tag_stop.clone())
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Some(queue)
+            }
+            None => None,
+        };
+        let writes_to: Arc<dyn Persister> = if opts.on_create.is_some() || tags.is_some() {
+            Arc::new(Announcing {
                 inner: persister.clone(),
-                on_create,
-            }),
-            None => persister.clone(),
+                on_create: opts.on_create.clone(),
+                tags,
+            })
+        } else {
+            persister.clone()
         };
         let pool = WriterPool::start(
             cache.clone(),
@@ -319,6 +347,7 @@ impl CacheRole {
             tasks,
             deadline: opts.shutdown_deadline,
             dump_path: opts.dump_path,
+            tag_stop,
         })
     }
 
@@ -331,6 +360,7 @@ impl CacheRole {
     /// to the deadline, and dumps whatever is left for the next start.
     pub async fn stop(self) -> std::io::Result<StopReport> {
         let _ = self.shutdown.send(true);
+        self.tag_stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             let _ = t.await;
         }

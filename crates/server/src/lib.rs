@@ -14,6 +14,7 @@
 //! - [`selfmetrics`]: carbon's `carbon.agents.<host>.*` datapoints.
 //! - [`dump`]: the shutdown dump and its replay at the next start.
 //! - [`reload`]: noticing edited config files without a signal, as carbon does.
+//! - [`tagdb`]: registering series with graphite-web's tag database (ENABLE_TAGS).
 //! - [`cache_role`]: all of the above wired from a carbon.conf.
 
 pub mod admin;
@@ -25,5 +26,6 @@ pub mod listeners;
 pub mod prometheus;
 pub mod reload;
 pub mod selfmetrics;
+pub mod tagdb;
 
 pub use cache_role::{CacheRole, RoleOptions};
