@@ -49,6 +49,23 @@ struct MetricBuffer {
     next_compute: f64,
 }
 
+impl MetricBuffer {
+    /// Emits each interval that received a value since its last computation (the method over all
+    /// its values so far) and marks it computed; shared by a due computation and the final flush.
+    fn emit_active(&mut self, name: &str, out: &mut Vec<Output>) {
+        for i in self.intervals.iter_mut().filter(|i| i.active) {
+            if let Some(value) = self.method.apply(&i.values) {
+                out.push(Output {
+                    name: name.to_string(),
+                    timestamp: i.start,
+                    value,
+                });
+            }
+            i.active = false;
+        }
+    }
+}
+
 /// All buffers of an aggregator.
 #[derive(Debug)]
 pub struct Buffers {
@@ -181,16 +198,7 @@ impl Buffers {
             }
             let current = now_i - now_i.rem_euclid(buf.frequency);
             let threshold = current.saturating_sub(max_intervals.saturating_mul(buf.frequency));
-            for i in buf.intervals.iter_mut().filter(|i| i.active) {
-                if let Some(value) = buf.method.apply(&i.values) {
-                    out.push(Output {
-                        name: name.clone(),
-                        timestamp: i.start,
-                        value,
-                    });
-                }
-                i.active = false;
-            }
+            buf.emit_active(name, out);
             buf.intervals.retain(|i| i.start >= threshold);
             !buf.intervals.is_empty()
         });
@@ -200,16 +208,7 @@ impl Buffers {
     /// marks it computed: a shutdown's last word, so received values do not die with the buffers.
     pub fn flush(&mut self, out: &mut Vec<Output>) {
         for (name, buf) in &mut self.buffers {
-            for i in buf.intervals.iter_mut().filter(|i| i.active) {
-                if let Some(value) = buf.method.apply(&i.values) {
-                    out.push(Output {
-                        name: name.clone(),
-                        timestamp: i.start,
-                        value,
-                    });
-                }
-                i.active = false;
-            }
+            buf.emit_active(name, out);
         }
     }
 }

@@ -7,6 +7,12 @@
 //! append-only file per destination and are replayed, in order, when it comes back. A live but slow
 //! destination pushes back on the receivers instead (carbon's USE_FLOW_CONTROL).
 //!
+//! When a down destination's spill file is full — at its size limit, or because the disk refuses
+//! writes (ENOSPC, EFBIG) — further points for that destination alone are dropped: counted
+//! (`fullQueueDrops`, and `spillErrors` for a disk error), logged once a second at most, and the
+//! other destinations keep flowing. Every point that was accepted, in memory or in the file, is
+//! delivered in order when the destination returns ([`queue`], [`spill`]).
+//!
 //! # Layout
 //! - [`router`]: which destinations a metric goes to (relay rules, consistent hashing, aggregated
 //!   consistent hashing), pure.
@@ -17,12 +23,14 @@
 //! - [`pipeline`]: rewrite `[pre]`, the buffers, rewrite `[post]` and their rule files, whatever
 //!   the output: the destinations here, or the local cache in `carbide serve`.
 //! - [`listen`]: line and pickle TCP receivers feeding a [`Sink`], with flow control.
+//! - [`lists`]: carbon's whitelist/blacklist (USE_WHITELIST) in front of the [`Sink`].
 //! - [`service`]: the roles wired together: [`service::Relay`], [`service::Aggregator`], self-metrics.
 //! - [`error`]: the start-up error type, [`RelayError`].
 
 pub mod aggregate;
 pub mod error;
 pub mod listen;
+pub mod lists;
 pub mod pipeline;
 pub mod queue;
 pub mod router;

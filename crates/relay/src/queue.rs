@@ -7,7 +7,12 @@
 //! 4. full and the destination up (a slow consumer): into memory up to MAX_QUEUE_SIZE × 1.25,
 //!    while [`DestQueue::should_pause`] stops the receivers (carbon's flow control);
 //! 5. beyond that, the spill file; when that is full or absent, the point is dropped, counted in
-//!    `fullQueueDrops` and logged (once a second at most).
+//!    `fullQueueDrops` and logged (once a second at most, with the running total).
+//!
+//! "Full" is either the spill file's size limit (`--spill-max-mib`) or the disk refusing writes
+//! (ENOSPC, EFBIG): the latter is also counted in `spillErrors`. Either way the relay keeps
+//! running, the other destinations are not affected, and every point the queue accepted (memory
+//! or spill) is delivered, in order, when the destination returns; see [`crate::spill`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +21,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::spill::Spill;
+use crate::spill::{Spill, SpillError};
 
 /// One datapoint on its way to a destination.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +45,9 @@ pub struct DestStats {
     pub dropped: AtomicU64,
     /// Points written to the spill file (`spilled`).
     pub spilled: AtomicU64,
+    /// Points refused by the spill file because the disk failed (ENOSPC, EFBIG), not because
+    /// it reached its size limit (`spillErrors`); each is also in `dropped`.
+    pub spill_errors: AtomicU64,
     /// Batches that failed to send and were queued again (`sendFailures`).
     pub send_failures: AtomicU64,
     /// Connection attempts that failed (`connectFailures`).
@@ -104,6 +112,7 @@ impl DestQueue {
     pub fn push_many(&self, points: impl IntoIterator<Item = Point>) -> u64 {
         let connected = self.stats.connected.load(Ordering::Relaxed);
         let (mut attempted, mut queued, mut spilled, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+        let mut spill_errors = 0u64;
         let mut st = self.state.lock();
         for p in points {
             attempted += 1;
@@ -117,6 +126,9 @@ impl DestQueue {
                     Ok(()) => spilled += 1,
                     Err(e) => {
                         dropped += 1;
+                        if matches!(e, SpillError::Io { .. }) {
+                            spill_errors += 1;
+                        }
                         self.drop_point(&mut st, &p, &e.to_string(), dropped);
                     }
                 }
@@ -139,6 +151,9 @@ impl DestQueue {
         self.stats.attempted.fetch_add(attempted, Ordering::Relaxed);
         if spilled > 0 {
             self.stats.spilled.fetch_add(spilled, Ordering::Relaxed);
+        }
+        if spill_errors > 0 {
+            self.stats.spill_errors.fetch_add(spill_errors, Ordering::Relaxed);
         }
         if dropped > 0 {
             self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::listen::{ReceiverLimits, Wire, run_tcp};
+use crate::lists::{Filtered, ListFilter};
 use crate::pipeline::Pipeline;
 use crate::queue::{DestQueue, Point};
 use crate::router::Router;
@@ -37,6 +38,9 @@ pub struct Options {
     pub metric_group: &'static str,
     /// The host part of self-metric names (hostname with dots as `_`, `-instance` appended).
     pub metric_host: String,
+    /// The whitelist and blacklist applied to received points (USE_WHITELIST); the caller keeps
+    /// a handle to swap them on reload. `None` lets everything through.
+    pub lists: Option<Arc<ListFilter>>,
 }
 
 /// Per-destination batches, routes and ring scratch, kept per thread between batches.
@@ -150,6 +154,8 @@ pub struct InputStats {
     pub received: AtomicU64,
     /// Lines or entries that did not decode.
     pub bad: AtomicU64,
+    /// The lists applied before a point counts as received, and their counters.
+    pub lists: Arc<ListFilter>,
 }
 
 /// The relay: every point is routed as received.
@@ -229,6 +235,8 @@ pub struct DestFigures {
     pub dropped: u64,
     /// Points written to its spill file.
     pub spilled: u64,
+    /// Points the spill file refused because the disk failed (also in `dropped`).
+    pub spill_errors: u64,
     /// Writes that failed.
     pub send_failures: u64,
     /// Connection attempts that failed.
@@ -253,6 +261,10 @@ pub struct Figures {
     pub bad_input: u64,
     /// Points no destination took.
     pub unrouted: u64,
+    /// Points the blacklist dropped (blacklistMatches).
+    pub blacklist_matches: u64,
+    /// Points the whitelist dropped (whitelistRejects).
+    pub whitelist_rejects: u64,
     /// One per DESTINATIONS entry, same order.
     pub destinations: Vec<DestFigures>,
     /// The aggregator's aggregates emitted and live buffers; `None` for a relay.
@@ -275,6 +287,8 @@ impl FiguresSource {
             received: load(&self.input.received),
             bad_input: load(&self.input.bad),
             unrouted: load(&self.outputs.unrouted),
+            blacklist_matches: load(&self.input.lists.blacklist_matches),
+            whitelist_rejects: load(&self.input.lists.whitelist_rejects),
             destinations: self
                 .outputs
                 .queues
@@ -288,6 +302,7 @@ impl FiguresSource {
                         batches: load(&s.batches),
                         dropped: load(&s.dropped),
                         spilled: load(&s.spilled),
+                        spill_errors: load(&s.spill_errors),
                         send_failures: load(&s.send_failures),
                         connect_failures: load(&s.connect_failures),
                         queued_until_connected: load(&s.queued_until_connected),
@@ -482,7 +497,10 @@ pub async fn start(
         senders.push(tokio::spawn(crate::sender::run(q.clone(), cfg, rx.clone())));
     }
     let mut others = Vec::new();
-    let input_stats = Arc::new(InputStats::default());
+    let input_stats = Arc::new(InputStats {
+        lists: opts.lists.clone().unwrap_or_default(),
+        ..InputStats::default()
+    });
     let (sink, aggregator): (Arc<dyn Sink>, Option<Arc<Aggregator>>) = match role {
         Role::Relay => (
             Arc::new(Relay {
@@ -508,6 +526,13 @@ pub async fn start(
             }));
             (a.clone(), Some(a))
         }
+    };
+    let sink: Arc<dyn Sink> = match &opts.lists {
+        Some(filter) => Arc::new(Filtered {
+            filter: filter.clone(),
+            inner: sink,
+        }),
+        None => sink,
     };
     let limits = ReceiverLimits {
         max_connections: if settings.max_receiver_connections.is_finite() {
@@ -580,10 +605,10 @@ pub async fn start(
 /// Per destination, `destinations.<host_port_instance>.` (carbon's name: `host:port:instance`
 /// with dots as `_`) followed by carbon client.py's names — attemptedRelays, sent, batchesSent,
 /// fullQueueDrops, queuedUntilConnected (counts for the interval, as carbon resets them) and
-/// relayMaxQueueLength (the interval's largest memory queue) — and carbide's own: spilled and
+/// relayMaxQueueLength (the interval's largest memory queue) — and carbide's own: spilled, spillErrors and
 /// sendFailures, connectFailures (counts), queued and spillQueued (points waiting now, in memory
 /// and in the spill file) and connected (1 or 0). Role-wide: metricsReceived, badInput,
-/// unroutedDatapoints, and for the aggregator aggregateDatapointsSent and allocatedBuffers.
+/// blacklistMatches, whitelistRejects, unroutedDatapoints, and for the aggregator aggregateDatapointsSent and allocatedBuffers.
 async fn self_metrics(
     base: String,
     names: Vec<String>,
@@ -620,6 +645,11 @@ async fn self_metrics(
             delta(
                 format!("{d}.spilled"),
                 s.spilled.load(Ordering::Relaxed),
+                &mut pts,
+            );
+            delta(
+                format!("{d}.spillErrors"),
+                s.spill_errors.load(Ordering::Relaxed),
                 &mut pts,
             );
             delta(
@@ -667,6 +697,16 @@ async fn self_metrics(
             &mut pts,
         );
         delta("badInput".into(), input.bad.load(Ordering::Relaxed), &mut pts);
+        delta(
+            "blacklistMatches".into(),
+            input.lists.blacklist_matches.load(Ordering::Relaxed),
+            &mut pts,
+        );
+        delta(
+            "whitelistRejects".into(),
+            input.lists.whitelist_rejects.load(Ordering::Relaxed),
+            &mut pts,
+        );
         if let Some(a) = &aggregator {
             delta(
                 "aggregateDatapointsSent".into(),

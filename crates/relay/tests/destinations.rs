@@ -47,6 +47,7 @@ async fn relay(s: &CarbonSettings, spool: Option<std::path::PathBuf>, stall: Dur
             stall_timeout: stall,
             metric_group: "relays",
             metric_host: "test".into(),
+            lists: None,
         },
     )
     .await
