@@ -23,8 +23,13 @@ fn ints_and_floats_are_spelt_as_graphite_web_spells_them() {
         "alias(countSeries(servers.*.requests),\"n\")",
         "sortByName(countSeries(servers.*.requests))",
         "scale(countSeries(servers.*.requests),2)",
-        // (sumSeries and the other aggregations of int series give ints in graphite-web, floats
-        // here: a known difference.)
+        "sumSeries(countSeries(servers.*.requests),countSeries(servers.*.cpu.*))",
+        "sumSeries(isNonNull(servers.web1.cpu.user),servers.web1.cpu.user)",
+        "maxSeries(isNonNull(servers.*.cpu.user))",
+        "diffSeries(isNonNull(servers.*.cpu.user))",
+        "averageSeries(isNonNull(servers.*.cpu.user))",
+        "aggregate(servers.*.cpu.user,\"count\")",
+        "aggregate(isNonNull(servers.*.cpu.user),\"rangeOf\")",
         "consolidateBy(countSeries(servers.*.requests),\"sum\")",
         "consolidateBy(countSeries(servers.*.requests),\"max\")",
         "identity(\"t\")",

@@ -512,7 +512,7 @@ pub(crate) fn aggregate(
     };
     let xff = ctx.x_files_factor;
     let name = format!("{func}Series({})", format_path_expressions(&list));
-    let values = rows(&list)
+    let values: Vec<Option<f64>> = rows(&list)
         .iter()
         .map(|r| if xff_ok(r, xff) { f(r) } else { None })
         .collect();
@@ -524,9 +524,34 @@ pub(crate) fn aggregate(
         tags.push(("name".into(), name.clone()));
     }
     set_tag(&mut tags, "aggregatedBy", func.to_string());
+    // Python's sum/min/max of ints is an int (count always is), so a row of ints stays one;
+    // rangeOf subtracts floats, averages divide.
+    let keeps_ints = matches!(
+        func,
+        "sum" | "total" | "min" | "max" | "last" | "current" | "diff"
+    );
+    let ints: Vec<Vec<bool>> = list.iter().map(TimeSeries::output_ints).collect();
+    let int_points: Vec<bool> = if func == "count" {
+        values.iter().map(Option::is_some).collect()
+    } else if keeps_ints && ints.iter().any(|m| m.iter().any(|b| *b)) {
+        rows(&list)
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                row.iter()
+                    .zip(&ints)
+                    .all(|(v, m)| v.is_none() || m.get(i).copied().unwrap_or(false))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut s = TimeSeries::new(&name, start, end, step, values);
     s.x_files_factor = xff;
     s.tags = tags;
+    if int_points.iter().any(|b| *b) && int_points.len() == s.values.len() {
+        s.int_points = int_points;
+    }
     Ok(vec![s])
 }
 

@@ -146,7 +146,19 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
 }
 
 /// Functions that make Python ints in graphite-web (they set [`TimeSeries::int_points`]).
-const INT_PRODUCERS: &[&str] = &["countSeries", "identity", "isNonNull", "events", "transformNull"];
+const INT_PRODUCERS: &[&str] = &[
+    "countSeries",
+    "identity",
+    "isNonNull",
+    "events",
+    "transformNull",
+    "aggregate",
+    "diffSeries",
+    "maxSeries",
+    "minSeries",
+    "sum",
+    "sumSeries",
+];
 
 /// Functions that hand their input values on untouched (names, styles, selection, order), so
 /// ints stay ints; every other function's output is taken as floats.
