@@ -12,6 +12,7 @@ use carbide_config::carbon_conf::RelayMethod;
 use carbide_config::{
     CarbonSettings, ConfigEnv, parse_aggregation_rules, parse_carbon_conf, parse_relay_rules,
 };
+use carbide_relay::lists::{ListFilter, Lists};
 use carbide_relay::pipeline::{Pipeline, PipelineSettings, RulePaths};
 use carbide_relay::router::Router;
 use carbide_relay::service::{Figures, Options, Role, Running, start};
@@ -99,7 +100,36 @@ fn options(args: &RelayArgs, settings: &CarbonSettings, group: &'static str) -> 
         stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
         metric_group: group,
         metric_host: host_name(args.instance.as_deref()),
+        lists: None,
     }
+}
+
+/// Reads one list file: `None` when it does not exist (carbon then lets everything through).
+fn read_list(path: &str) -> Result<Option<carbide_config::RegexList>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("{path}: cannot read")),
+    };
+    let (list, warnings) = carbide_config::parse_regex_list(path, &text)?;
+    warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    Ok(Some(list))
+}
+
+/// whitelist.conf and blacklist.conf as carbon's receivers apply them: only with USE_WHITELIST
+/// (service.py reads neither file otherwise, so neither do we, lest a swap drop data).
+fn read_lists(settings: &CarbonSettings) -> Result<Lists> {
+    if !settings.use_whitelist {
+        let bl = settings.blacklist_path();
+        if std::path::Path::new(&bl).exists() {
+            tracing::warn!("{bl}: ignored, as carbon ignores it, because USE_WHITELIST is off");
+        }
+        return Ok(Lists::default());
+    }
+    Ok(Lists {
+        blacklist: read_list(&settings.blacklist_path())?,
+        whitelist: read_list(&settings.whitelist_path())?,
+    })
 }
 
 fn load(args: &RelayArgs, program: &str) -> Result<CarbonSettings> {
@@ -152,6 +182,17 @@ fn reload(what: &Reload, settings: &CarbonSettings, running: &Running) -> Result
     Ok(())
 }
 
+/// Re-reads the lists; on an error (logged with file:line) the lists in force stay.
+fn reload_lists(settings: &CarbonSettings, filter: &ListFilter, why: &str) {
+    match read_lists(settings) {
+        Ok(l) => {
+            filter.set(l);
+            tracing::info!("{why}: whitelist and blacklist re-read and in use");
+        }
+        Err(e) => tracing::error!("{why}: {e:#}; keeping the previous lists"),
+    }
+}
+
 /// The `/metrics` page: the role's [`Figures`] (totals since start) and the process's CPU and memory.
 fn metrics_page(f: &Figures) -> String {
     type Get = fn(&carbide_relay::service::DestFigures) -> f64;
@@ -167,6 +208,16 @@ fn metrics_page(f: &Figures) -> String {
         f.bad_input as f64,
     );
     e.counter(
+        "carbide_relay_blacklist_matches_total",
+        "Points the blacklist dropped (blacklistMatches).",
+        f.blacklist_matches as f64,
+    );
+    e.counter(
+        "carbide_relay_whitelist_rejects_total",
+        "Points the whitelist dropped (whitelistRejects).",
+        f.whitelist_rejects as f64,
+    );
+    e.counter(
         "carbide_relay_unrouted_total",
         "Points no destination took (no rule matched).",
         f.unrouted as f64,
@@ -176,7 +227,7 @@ fn metrics_page(f: &Figures) -> String {
         .iter()
         .map(|d| [("destination", d.name.as_str())])
         .collect();
-    let families: [(&str, &str, Kind, Get); 11] = [
+    let families: [(&str, &str, Kind, Get); 12] = [
         (
             "carbide_relay_destination_attempted_total",
             "Points routed to the destination (attemptedRelays).",
@@ -206,6 +257,12 @@ fn metrics_page(f: &Figures) -> String {
             "Points written to the spill file.",
             Kind::Counter,
             |d| d.spilled as f64,
+        ),
+        (
+            "carbide_relay_destination_spill_errors_total",
+            "Points the spill file refused because the disk failed (ENOSPC, EFBIG); also dropped.",
+            Kind::Counter,
+            |d| d.spill_errors as f64,
         ),
         (
             "carbide_relay_destination_send_failures_total",
@@ -312,6 +369,16 @@ async fn run_until_signalled(
         Role::Relay => Reload::Router,
         Role::Aggregator(_) => Reload::Aggregator,
     };
+    let mut opts = opts;
+    let lists = Arc::new(ListFilter::new(read_lists(&settings)?));
+    opts.lists = Some(lists.clone());
+    // carbon re-reads the lists every 10 s on its own (regexlist.py), SIGHUP or not.
+    let mut watch = settings.use_whitelist.then(|| {
+        carbide_server::reload::ConfigWatch::new(
+            [settings.blacklist_path(), settings.whitelist_path()].map(PathBuf::from),
+        )
+    });
+    let mut tick = tokio::time::interval(carbide_server::reload::CHECK_EVERY);
     let running = start(&settings, router, role, opts).await?;
     let (stop_admin, stopped) = tokio::sync::oneshot::channel();
     let admin_task = match admin {
@@ -335,10 +402,21 @@ async fn run_until_signalled(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match reload(&what, &settings, &running) {
-                Ok(()) => tracing::info!("SIGHUP: rules re-read and in use"),
-                Err(e) => tracing::error!("SIGHUP: {e:#}; keeping the previous rules"),
-            },
+            _ = hup.recv() => {
+                match reload(&what, &settings, &running) {
+                    Ok(()) => tracing::info!("SIGHUP: rules re-read and in use"),
+                    Err(e) => tracing::error!("SIGHUP: {e:#}; keeping the previous rules"),
+                }
+                if let Some(w) = watch.as_mut() {
+                    w.mark_seen();
+                    reload_lists(&settings, &lists, "SIGHUP");
+                }
+            }
+            _ = tick.tick(), if watch.is_some() => {
+                if watch.as_mut().is_some_and(|w| w.changed()) {
+                    reload_lists(&settings, &lists, "list files changed");
+                }
+            }
         }
     }
     tracing::info!("shutting down: receivers closed, emptying queues");

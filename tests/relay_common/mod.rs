@@ -25,7 +25,12 @@ pub struct Dest {
 impl Dest {
     /// Listens on a free loopback port.
     pub fn start() -> Dest {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Dest::start_on(0)
+    }
+
+    /// Listens on `port` of loopback (0: a free one): a destination coming back.
+    pub fn start_on(port: u16) -> Dest {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = l.local_addr().unwrap().port();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let store = lines.clone();
@@ -84,11 +89,28 @@ impl Proc {
 
     /// [`Proc::start`] with extra command-line arguments.
     pub fn start_with(role: &str, dir: &Path, conf: &str, args: &[&str]) -> Proc {
+        Proc::start_limited(role, dir, conf, args, None)
+    }
+
+    /// [`Proc::start_with`], and with `fsize_kib`, run as `bash -c "trap '' XFSZ; ulimit -f
+    /// <fsize_kib>; exec carbide ..."`: a write past that file size fails with EFBIG (a full disk,
+    /// for this process only) instead of killing it.
+    pub fn start_limited(role: &str, dir: &Path, conf: &str, args: &[&str], fsize_kib: Option<u64>) -> Proc {
         let line = write_conf(role, dir, conf);
         let admin = free_port();
         let log = dir.join(format!("{role}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_carbide"))
+        let mut cmd = match fsize_kib {
+            None => Command::new(env!("CARGO_BIN_EXE_carbide")),
+            Some(kib) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_carbide"));
+                c
+            }
+        };
+        let child = cmd
             .arg(role)
             .arg("-c")
             .arg(dir.join("carbon.conf"))
