@@ -284,6 +284,21 @@ pub fn cache(args: CacheArgs) -> ExitCode {
 pub fn init_daemon() {
     init_logging();
     raise_fd_limit();
+    ignore_sigxfsz();
+}
+
+/// Ignores SIGXFSZ, as the Python interpreter does for carbon: a write past the process's file
+/// size limit (`ulimit -f`) then fails with EFBIG, which the writers and the relay's spill handle
+/// as a full disk (counted, logged, points kept), instead of the kernel killing the daemon and
+/// everything it holds in memory.
+#[allow(unsafe_code)]
+fn ignore_sigxfsz() {
+    // SAFETY: signal(2) with SIG_IGN installs no handler, so no code ever runs in signal context;
+    // it only sets this process's disposition for SIGXFSZ, which nothing else in the program
+    // touches (tokio registers SIGINT, SIGTERM, SIGHUP and SIGQUIT), and it runs at start-up.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit. Each client connection and each whisper file

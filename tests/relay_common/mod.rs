@@ -92,9 +92,9 @@ impl Proc {
         Proc::start_limited(role, dir, conf, args, None)
     }
 
-    /// [`Proc::start_with`], and with `fsize_kib`, run as `bash -c "trap '' XFSZ; ulimit -f
-    /// <fsize_kib>; exec carbide ..."`: a write past that file size fails with EFBIG (a full disk,
-    /// for this process only) instead of killing it.
+    /// [`Proc::start_with`], and with `fsize_kib`, run as `bash -c "ulimit -f <fsize_kib>; exec
+    /// carbide ..."`: a write past that file size fails with EFBIG (a full disk, for this process
+    /// only). No `trap '' XFSZ`: carbide ignores SIGXFSZ itself, which this also shows.
     pub fn start_limited(role: &str, dir: &Path, conf: &str, args: &[&str], fsize_kib: Option<u64>) -> Proc {
         let line = write_conf(role, dir, conf);
         let admin = free_port();
@@ -105,7 +105,7 @@ impl Proc {
             Some(kib) => {
                 let mut c = Command::new("bash");
                 c.arg("-c")
-                    .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+                    .arg(format!("ulimit -f {kib}; exec \"$0\" \"$@\""))
                     .arg(env!("CARGO_BIN_EXE_carbide"));
                 c
             }
