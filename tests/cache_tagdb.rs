@@ -6,6 +6,9 @@
 //!    urlencoded ones: graphite-web reads both).
 //! 2. The real graphite-web 1.1.8 as the tag database: after `carbide cache` creates a tagged
 //!    series, graphite-web's `/tags/findSeries` finds it.
+//! 3. `carbide web` as the tag database, as an operator swaps both programs: the standalone cache
+//!    registers the series with it, and `seriesByTag` renders the point, also after a restart of
+//!    the web (the registration is kept in the tree's tag log: `_tagged/` paths are hashes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -162,6 +165,73 @@ fn graphite_web_finds_what_carbide_created() {
         serde_json::from_str::<serde_json::Value>(&http_get(web_port, find)).unwrap(),
         serde_json::json!(["app.latency;dc=x;server=web1"])
     );
+}
+
+/// `carbide web` on `whisper` at `port`, killed when dropped.
+struct Web(std::process::Child);
+
+impl Web {
+    fn start(whisper: &std::path::Path, port: u16) -> Web {
+        let child = std::process::Command::new(cache_common::carbide_exe())
+            .args(["web", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(whisper)
+            .env("CARBIDE_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let web = Web(child);
+        wait_until(Duration::from_secs(30), "carbide web answers", || {
+            !http_get(port, "/version").is_empty()
+        });
+        web
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn carbide_web_is_the_tag_database_of_a_standalone_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web_port = free_port();
+    let dir = tmp.path().join("carbide");
+    let ports = Ports::free();
+    write_conf(&dir, ports, &tags_conf(&format!("http://127.0.0.1:{web_port}")));
+    let whisper = dir.join("whisper");
+    let web = Web::start(&whisper, web_port);
+    let s = Server::start_with(Kind::Carbide, &dir, ports, &[]);
+    let t = now() - 60;
+    send(
+        s.ports.line,
+        format!("app.latency;dc=x;server=web1 5 {t}\n").as_bytes(),
+    );
+    let render = format!(
+        "/render?target=seriesByTag(%27server%3Dweb1%27)&from={}&until={}&format=json",
+        t - 10,
+        t + 10
+    );
+    let points = |port: u16| -> Vec<f64> {
+        let body = http_get(port, &render);
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+            return Vec::new();
+        };
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["target"] == "app.latency;dc=x;server=web1")
+            .flat_map(|s| s["datapoints"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p[0].as_f64())
+            .collect()
+    };
+    wait_until(Duration::from_secs(60), "seriesByTag renders the point", || {
+        points(web_port) == vec![5.0]
+    });
+    drop(web);
+    let _web = Web::start(&whisper, web_port);
+    assert_eq!(points(web_port), vec![5.0], "after the web restarted");
 }
 
 fn http_get(port: u16, path: &str) -> String {
