@@ -7,6 +7,12 @@
 //! already known that has any `None` has them filled from a non-empty answer of the same length,
 //! or is replaced by a non-empty answer of another length (with merging on, graphite-web counts
 //! the answer's own `None`s as zero); unknown names are added.
+//!
+//! The order matters, since the first answer for a name is the one others fill: graphite-web
+//! merges in the order of STORAGE_FINDERS, whose default puts the `RemoteFinder` before the
+//! `StandardFinder`, so the remotes' answers come first and the local tree fills their gaps. (With
+//! its default worker pool graphite-web takes answers as they complete instead, so which copy wins
+//! varies from request to request; without the pool it is this order every time.)
 
 use crate::TimeSeries;
 
@@ -32,33 +38,41 @@ pub trait Remote: Send + Sync + std::fmt::Debug {
     fn fetch(&self, pattern: &str, start: i64, end: i64, now: i64) -> Vec<RemoteSeries>;
 }
 
-/// Merges remote answers into the local series of one path expression (sorted by name after).
+/// Merges remote answers with the local series of one path expression, remotes first (see the
+/// module docs); the result is sorted by name.
 pub fn merge_remote(
     local: &mut Vec<TimeSeries>,
     remote: Vec<RemoteSeries>,
     pattern: &str,
     x_files_factor: f64,
 ) {
-    for r in remote {
-        match local.iter_mut().find(|s| s.name == r.name) {
-            Some(known) => {
-                if !known.values.iter().any(Option::is_none) || r.values.is_empty() {
-                    continue;
-                }
-                if known.values.len() == r.values.len() {
-                    for (k, v) in known.values.iter_mut().zip(&r.values) {
-                        if k.is_none() {
-                            *k = *v;
-                        }
-                    }
-                } else {
-                    *known = series(r, pattern, x_files_factor);
-                }
-            }
-            None => local.push(series(r, pattern, x_files_factor)),
-        }
+    let mut merged: Vec<TimeSeries> = Vec::with_capacity(local.len() + remote.len());
+    let answers = remote.into_iter().map(|r| series(r, pattern, x_files_factor));
+    for candidate in answers.chain(local.drain(..)) {
+        merge_one(&mut merged, candidate);
     }
-    local.sort_by(|a, b| a.name.cmp(&b.name));
+    merged.sort_by(|a, b| a.name.cmp(&b.name));
+    *local = merged;
+}
+
+/// One store's answer for a name, merged as `_merge_results` does.
+fn merge_one(known: &mut Vec<TimeSeries>, candidate: TimeSeries) {
+    let Some(k) = known.iter_mut().find(|s| s.name == candidate.name) else {
+        known.push(candidate);
+        return;
+    };
+    if !k.values.iter().any(Option::is_none) || candidate.values.is_empty() {
+        return;
+    }
+    if k.values.len() == candidate.values.len() {
+        for (slot, v) in k.values.iter_mut().zip(&candidate.values) {
+            if slot.is_none() {
+                *slot = *v;
+            }
+        }
+    } else {
+        *k = candidate;
+    }
 }
 
 fn series(r: RemoteSeries, pattern: &str, x_files_factor: f64) -> TimeSeries {
@@ -84,6 +98,8 @@ mod tests {
 
     #[test]
     fn merges_as_graphite_web_merges_stores() {
+        // Remotes first: a complete remote copy wins over the local one; a gap in it is filled
+        // from the local copy of the same length.
         let mut local = vec![TimeSeries::new("b", 0, 120, 60, vec![Some(1.0), None])];
         merge_remote(
             &mut local,
@@ -93,13 +109,18 @@ mod tests {
         );
         assert_eq!(local.len(), 2);
         assert_eq!(local[0].name, "a");
-        assert_eq!(local[1].values, vec![Some(1.0), Some(2.0)]);
-        // A complete series is kept; one with a gap is replaced by an answer of another length,
-        // however many gaps that has.
-        merge_remote(&mut local, vec![r("a", vec![None, None])], "*", 0.0);
-        assert_eq!(local[0].values, vec![Some(5.0)]);
-        local[1].values[1] = None;
-        merge_remote(&mut local, vec![r("b", vec![None, None, None])], "*", 0.0);
-        assert_eq!(local[1].values, vec![None, None, None]);
+        assert_eq!(local[1].values, vec![Some(9.0), Some(2.0)]);
+        let mut local = vec![TimeSeries::new("b", 0, 120, 60, vec![Some(1.0), Some(3.0)])];
+        merge_remote(&mut local, vec![r("b", vec![None, Some(2.0)])], "*", 0.0);
+        assert_eq!(local[0].values, vec![Some(1.0), Some(2.0)]);
+        // A remote copy with a gap is replaced by a local copy of another length, however many
+        // gaps that has; a series only one side has is kept.
+        let mut local = vec![
+            TimeSeries::new("b", 0, 180, 60, vec![None, None, None]),
+            TimeSeries::new("c", 0, 60, 60, vec![Some(7.0)]),
+        ];
+        merge_remote(&mut local, vec![r("b", vec![Some(1.0), None])], "*", 0.0);
+        assert_eq!(local[0].values, vec![None, None, None]);
+        assert_eq!(local[1].values, vec![Some(7.0)]);
     }
 }

@@ -2,7 +2,8 @@
 //! federate to the same tree A, graphite-web through carbide (so carbide serves graphite-web's
 //! remote finder and reader), carbide through graphite-web (so carbide's client reads
 //! graphite-web's pickles). Both fronts must find and render the same: A's metrics, B's, and a
-//! series in both trees with gaps in B's copy, filled from A's as `_merge_results` fills it.
+//! series in both trees with gaps in B's copy, merged as `_merge_results` merges it in
+//! graphite-web's finder order (remote first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -33,7 +34,14 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
         &s.dir.path().join("front-gw"),
         &b,
         front_gw_port,
-        &format!("CLUSTER_SERVERS = ['127.0.0.1:{}']", s.ours),
+        // Without the worker pool graphite-web fetches finder by finder, local first, and merges
+        // in that order, as carbide does. With it (the default), `_merge_results` takes answers
+        // in the order they complete, so which copy of a gappy series wins varies run to run:
+        // graphite-web itself is nondeterministic there, and the comparison flaked on it.
+        &format!(
+            "CLUSTER_SERVERS = ['127.0.0.1:{}']\nUSE_WORKER_POOL = False",
+            s.ours
+        ),
         1,
     );
     let cluster =
@@ -82,7 +90,8 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
     }
     let (_, body) = http(front_ours, "GET", &local, None).unwrap();
     assert_eq!(body, "[]", "local=1 must not ask the cluster");
-    // The merged series really holds A's points where B's copy has none.
+    // The merged series is A's: graphite-web's finders put the remote first, and B's gappy copy
+    // only fills what A lacks (nothing, in this window).
     let (_, body) = http(
         front_ours,
         "GET",
@@ -93,13 +102,10 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
     let v = parse(&body);
     let points = v[0]["datapoints"].as_array().unwrap();
     assert!(
-        points.iter().any(|p| p[0].as_f64().is_some_and(|x| x >= 1000.0)),
+        points.iter().filter_map(|p| p[0].as_f64()).all(|x| x < 1000.0),
         "{body}"
     );
-    assert!(
-        points.iter().any(|p| p[0].as_f64().is_some_and(|x| x < 1000.0)),
-        "{body}"
-    );
+    assert!(points.iter().any(|p| p[0].as_f64().is_some()), "{body}");
     assert_no_differences(&failures);
 }
 
