@@ -45,25 +45,7 @@ fn web_serves_find_and_render_and_sees_new_metrics() {
     let now = 1_700_000_000 - 1_700_000_000 % 60;
     create(dir.path(), "app.a.count", now);
     create(dir.path(), "app.b.count", now);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_carbide"))
-        .args(["web", "--data-dir"])
-        .arg(dir.path())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _k = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(port, "/version").is_none() {
-        assert!(Instant::now() < deadline, "carbide web did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_k, port) = start_web(dir.path(), &[]);
     assert_eq!(get(port, "/version").unwrap(), (200, "1.1.10".to_string()));
     let (s, body) = get(port, "/metrics/find?query=app.*&format=completer").unwrap();
     assert_eq!(s, 200);
