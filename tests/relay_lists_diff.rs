@@ -11,10 +11,9 @@ mod relay_common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use relay_common::aggregator_oracle::{Guard, send_all, wait_port, wait_quiet};
+use relay_common::aggregator_oracle::{Guard, send_all, start_carbon_daemon, wait_quiet};
 use relay_common::{Dest, Proc, free_port, now};
 
 const CARBON_RELAY: &str = "/usr/bin/carbon-relay";
@@ -69,22 +68,7 @@ fn start_carbon_relay(dir: &Path, dest: u16, use_whitelist: bool) -> (Guard, u16
         "[default]\npattern = .*\nretentions = 1s:1h\n",
     )
     .unwrap();
-    let mut g = Guard(
-        Command::new(CARBON_RELAY)
-            .arg(format!("--config={}", dir.join("conf/carbon.conf").display()))
-            .arg("--instance=a")
-            .arg(format!("--logdir={}", dir.join("log").display()))
-            .arg(format!("--pidfile={}", dir.join("run/relay.pid").display()))
-            .arg("--nodaemon")
-            .arg("start")
-            .env("PYTHONWARNINGS", "ignore")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(line, &mut g, "carbon-relay");
+    let g = start_carbon_daemon(CARBON_RELAY, dir, &dir.join("conf/carbon.conf"), line);
     (g, line)
 }
 

@@ -79,15 +79,23 @@ fn web_serves_find_and_render_and_sees_new_metrics() {
 
 #[test]
 fn a_bad_time_limit_is_refused_with_a_message() {
+    let err = refused(&["--max-time=-1"]);
+    assert!(err.contains("--max-time -1"), "{err}");
+}
+
+/// Runs `carbide web` with `args` on an empty tree, expects it to refuse to start, and returns
+/// what it said on stderr.
+fn refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_carbide"))
-        .args(["web", "--listen", "127.0.0.1:0", "--max-time=-1", "--data-dir"])
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--max-time -1"), "{err}");
+    assert!(!out.status.success(), "carbide web started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Starts `carbide web` with `args` on a free port and waits for it to answer.
@@ -186,21 +194,7 @@ fn web_merges_unwritten_points_from_carbonlink_hosts() {
 
 #[test]
 fn a_bad_carbonlink_host_is_refused_with_a_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_carbide"))
-        .args([
-            "web",
-            "--listen",
-            "127.0.0.1:0",
-            "--carbonlink-hosts",
-            "localhost",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--carbonlink-hosts", "localhost"]);
     assert!(err.contains("host:port[:instance]"), "{err}");
 }
 
@@ -242,20 +236,6 @@ fn web_finds_and_renders_a_cluster_servers_metrics() {
 
 #[test]
 fn a_bad_cluster_server_is_refused_with_a_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_carbide"))
-        .args([
-            "web",
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster-servers",
-            "nohost",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--cluster-servers", "nohost"]);
     assert!(err.contains("expected host:port"), "{err}");
 }

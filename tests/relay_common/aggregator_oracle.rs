@@ -102,12 +102,25 @@ ENABLE_LOGROTATION = False
 /// under `dir`, and waits for its line receiver on `line`.
 pub fn start_carbon_aggregator(dir: &Path, conf: &Path, line: u16) -> Guard {
     require_carbon_aggregator();
+    start_carbon_daemon(CARBON_AGGREGATOR, dir, conf, line)
+}
+
+/// Starts one of carbon's Twisted daemons (`program`: carbon-aggregator, carbon-relay) as
+/// instance `a` in the foreground on `conf`, logs and pid under `dir`, and waits for its line
+/// receiver on `line`.
+pub fn start_carbon_daemon(program: &str, dir: &Path, conf: &Path, line: u16) -> Guard {
+    let name = Path::new(program)
+        .file_name()
+        .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
     let mut g = Guard(
-        Command::new(CARBON_AGGREGATOR)
+        Command::new(program)
             .arg(format!("--config={}", conf.display()))
             .arg("--instance=a")
             .arg(format!("--logdir={}", dir.join("log").display()))
-            .arg(format!("--pidfile={}", dir.join("run/agg.pid").display()))
+            .arg(format!(
+                "--pidfile={}",
+                dir.join(format!("run/{name}.pid")).display()
+            ))
             .arg("--nodaemon")
             .arg("start")
             .env("PYTHONWARNINGS", "ignore")
@@ -117,7 +130,7 @@ pub fn start_carbon_aggregator(dir: &Path, conf: &Path, line: u16) -> Guard {
             .spawn()
             .unwrap(),
     );
-    wait_port(line, &mut g, "carbon-aggregator");
+    wait_port(line, &mut g, &name);
     g
 }
 
