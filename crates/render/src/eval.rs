@@ -67,6 +67,13 @@ pub struct Context<'a> {
     /// Other graphite-web instances whose series path expressions also fetch (CLUSTER_SERVERS);
     /// `None` for a `local=1` request.
     pub remote: Option<&'a dyn crate::remote::Remote>,
+    /// What graphite-web's `prefetchData` fetched for the request: the path expressions and
+    /// `seriesByTag(…)` calls in positional arguments of its targets (`extractPathExpressions`
+    /// never looks into keyword arguments).
+    pub prefetched: std::sync::Arc<std::collections::HashSet<String>>,
+    /// Evaluating a keyword argument: graphite-web's `fetchData` answers only from the prefetched
+    /// data, so a path there that no positional argument of the request names fetches nothing.
+    pub in_keyword: bool,
 }
 
 /// An evaluated argument.
@@ -87,15 +94,47 @@ pub enum Value {
 }
 
 impl<'a> Context<'a> {
-    /// Parses and evaluates one target.
+    /// Parses and evaluates one target. As graphite-web's `evaluateTarget`, it first prefetches
+    /// the target's positional path expressions (see [`Context::prefetched`]).
     pub fn evaluate_target(&self, target: &str) -> Result<Vec<TimeSeries>, RenderError> {
         let expr = parse_target(target)?;
         let expanded =
             template::expand(&expr, &self.templates).map_err(|e| RenderError::BadArgument(e.to_string()))?;
         match expanded {
-            Arg::Expr(e) => self.evaluate(&e),
+            Arg::Expr(e) => {
+                let mut ctx = self.clone();
+                ctx.in_keyword = false;
+                let mut paths = Vec::new();
+                positional_paths(&e, &mut paths);
+                if paths.iter().any(|p| !ctx.prefetched.contains(p)) {
+                    std::sync::Arc::make_mut(&mut ctx.prefetched).extend(paths);
+                }
+                ctx.evaluate(&e)
+            }
             _ => Ok(Vec::new()),
         }
+    }
+
+    /// graphite-web's `prefetchData` over all of a request's targets: marks their positional path
+    /// expressions as fetched, so a keyword argument naming one of them fetches it too (targets
+    /// that do not parse are left to fail when evaluated).
+    pub fn prefetch<S: AsRef<str>>(&mut self, targets: &[S]) {
+        let mut paths = Vec::new();
+        for t in targets {
+            let Ok(expr) = parse_target(t.as_ref()) else {
+                continue;
+            };
+            if let Ok(Arg::Expr(e)) = template::expand(&expr, &self.templates) {
+                positional_paths(&e, &mut paths);
+            }
+        }
+        std::sync::Arc::make_mut(&mut self.prefetched).extend(paths);
+    }
+
+    /// Whether graphite-web's `fetchData` finds nothing for `key` here: under a keyword argument,
+    /// a path (or `seriesByTag` call) that was not prefetched.
+    fn not_prefetched(&self, key: &str) -> bool {
+        self.in_keyword && !self.prefetched.contains(key)
     }
 
     /// Fails with [`RenderError::Timeout`] once the request's deadline has passed.
@@ -113,6 +152,8 @@ impl<'a> Context<'a> {
     pub fn evaluate(&self, expr: &Expr) -> Result<Vec<TimeSeries>, RenderError> {
         self.check_deadline()?;
         match expr {
+            Expr::Path(p) if self.not_prefetched(p) => Ok(Vec::new()),
+            Expr::Call(c) if c.name == "seriesByTag" && self.not_prefetched(&c.raw) => Ok(Vec::new()),
             Expr::Path(p) => self.fetch(p),
             Expr::Call(c) => functions::call(self, c),
             Expr::Template(_) => Err(RenderError::BadArgument(
@@ -178,6 +219,8 @@ impl<'a> Context<'a> {
             deadline: None,
             total_stack: Default::default(),
             remote: None,
+            prefetched: Default::default(),
+            in_keyword: false,
         }
     }
 
@@ -283,6 +326,23 @@ const MIN_LEAVES_PER_THREAD: usize = 64;
 
 fn too_many_points(pattern: &str, max: usize) -> RenderError {
     RenderError::Limit(format!("{pattern} fetches more than {max} points"))
+}
+
+/// graphite-web's `extractPathExpressions` for one target: its path expressions and
+/// `seriesByTag(…)` calls (by their source text), through positional arguments only.
+fn positional_paths(expr: &Expr, out: &mut Vec<String>) {
+    match expr {
+        Expr::Path(p) => out.push(p.clone()),
+        Expr::Call(c) if c.name == "seriesByTag" => out.push(c.raw.clone()),
+        Expr::Call(c) => {
+            for a in &c.args {
+                if let Arg::Expr(e) = a {
+                    positional_paths(e, out);
+                }
+            }
+        }
+        Expr::Template(_) => {}
+    }
 }
 
 /// The first positional argument of a call, for functions that re-evaluate it over another range.

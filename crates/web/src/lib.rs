@@ -243,6 +243,7 @@ fn render_blocking(state: &WebState, p: &Params) -> Response {
     if targets.is_empty() {
         targets = p.get_list("target[]");
     }
+    ctx.prefetch(&targets);
     let mut data = Vec::new();
     for target in &targets {
         if target.trim().is_empty() {

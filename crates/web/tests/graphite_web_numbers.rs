@@ -39,6 +39,14 @@ fn ints_and_floats_are_spelt_as_graphite_web_spells_them() {
         "transformNull(servers.web1.cpu.user,0)",
         "transformNull(isNonNull(servers.web1.cpu.user))",
         "transformNull(servers.web1.cpu.user,0,servers.web2.cpu.user)",
+        // Keyword forms: graphite-web prefetches only positional paths, so a keyword
+        // referenceSeries (or seriesList) that no positional argument names is empty.
+        "transformNull(servers.web1.cpu.user,referenceSeries=servers.web2.cpu.user)",
+        "transformNull(servers.web1.cpu.user,default=3,referenceSeries=servers.web2.cpu.user)",
+        "transformNull(servers.web1.cpu.user,default=3)",
+        "transformNull(servers.web1.cpu.user,3,nothing.here)",
+        "transformNull(servers.web1.cpu.user,3,referenceSeries=nothing.here)",
+        "transformNull(servers.web1.cpu.user,5,sumSeries(servers.web2.cpu.user,nothing.here))",
         "constantLine(3)",
         "events(\"web\")",
     ];
@@ -65,6 +73,24 @@ fn ints_and_floats_are_spelt_as_graphite_web_spells_them() {
             if let Err(e) = compare_text(&s, &format!("{path}&maxDataPoints=7")) {
                 failures.push(e);
             }
+        }
+    }
+    // A keyword argument's path is fetched when another target (or a positional argument
+    // anywhere in the request) names the same path expression.
+    let keyword = enc("transformNull(servers.web1.cpu.user,referenceSeries=servers.web2.cpu.user)");
+    for other in [
+        "servers.web2.cpu.user",
+        "sumSeries(servers.web2.cpu.user)",
+        "servers.web2.cpu.*",
+        "transformNull(servers.web3.cpu.user,referenceSeries=servers.web2.cpu.user)",
+    ] {
+        let path = format!(
+            "/render?target={keyword}&target={}&from={}&until={NOW}&now={NOW}&format=raw",
+            enc(other),
+            NOW - 1800
+        );
+        if let Err(e) = compare_text(&s, &path) {
+            failures.push(e);
         }
     }
     // The ints really are there (the comparison above would also pass if neither had any).

@@ -127,11 +127,19 @@ pub fn call(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, RenderErr
         .iter()
         .map(|a| ctx.value(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let kw = call
-        .kwargs
-        .iter()
-        .map(|(k, a)| Ok((k.clone(), ctx.value(a)?)))
-        .collect::<Result<Vec<_>, RenderError>>()?;
+    // graphite-web fetches a keyword argument's paths only if a positional one prefetched them.
+    let kw = if call.kwargs.is_empty() {
+        Vec::new()
+    } else {
+        let kw_ctx = Context {
+            in_keyword: true,
+            ..ctx.clone()
+        };
+        call.kwargs
+            .iter()
+            .map(|(k, a)| Ok((k.clone(), kw_ctx.value(a)?)))
+            .collect::<Result<Vec<_>, RenderError>>()?
+    };
     let mut out = dispatch(ctx, call, &Args { pos, kw, info })?;
     let keep_ints = INT_PRODUCERS.contains(&info.name) || VALUE_PRESERVING.contains(&info.name);
     for s in &mut out {
