@@ -2,8 +2,9 @@
 //! this one also finds and renders.
 //!
 //! As graphite-web's `RemoteFinder` and `RemoteReader` do, a find asks every server for
-//! `/metrics/find/?local=1&format=json&query=…` (json, not graphite-web's pickle: see
-//! [`ClusterServers::find`]) and a path expression's series come from
+//! `/metrics/find/?local=1&format=json&query=…&from=…&until=…` (json, not graphite-web's pickle:
+//! see [`ClusterServers::find`]; `from`/`until` only when the find had them) and a path
+//! expression's series (or a `seriesByTag(…)` call's) come from
 //! `/render/?format=pickle&local=1&noCache=1&from&until&target&now` (`local=1` keeps the servers from
 //! asking their own cluster in turn). All servers are asked at once; one that fails or times out
 //! contributes nothing and is logged, as graphite-web renders what the others answered.
@@ -50,6 +51,9 @@ pub struct RemoteNode {
     pub path: String,
     /// Whether it is a metric (else a branch).
     pub is_leaf: bool,
+    /// A leaf's `(start, end)` intervals as the server reported them: graphite-web's find merge
+    /// reads them, and a find answer in json, pickle or msgpack shows them.
+    pub intervals: Vec<(f64, f64)>,
 }
 
 impl ClusterServers {
@@ -79,11 +83,19 @@ impl ClusterServers {
         self.servers.is_empty()
     }
 
-    /// What every server finds for `query` (failures logged and skipped). Asked as
-    /// `format=json` rather than graphite-web's default pickle: graphite-web pickles its
-    /// `IntervalSet` objects there, which the safe unpickler rightly refuses to build.
-    pub fn find(&self, query: &str) -> Vec<RemoteNode> {
-        let path = format!("/metrics/find/?local=1&format=json&query={}", enc(query));
+    /// What every server finds for `query` between `from` and `until` (epoch seconds, sent when
+    /// given, as graphite-web's `RemoteFinder` sends its find's range), failures logged and
+    /// skipped. Asked as `format=json` rather than graphite-web's default pickle: graphite-web
+    /// pickles its `IntervalSet` objects there, which the safe unpickler rightly refuses to
+    /// build; the json answer carries the same intervals.
+    pub fn find(&self, query: &str, from: Option<i64>, until: Option<i64>) -> Vec<RemoteNode> {
+        let mut path = format!("/metrics/find/?local=1&format=json&query={}", enc(query));
+        if let Some(from) = from {
+            path.push_str(&format!("&from={from}"));
+        }
+        if let Some(until) = until {
+            path.push_str(&format!("&until={until}"));
+        }
         self.ask_all(&path, |body| {
             let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("bad JSON: {e}"))?;
             let items = v.as_array().ok_or("not a list")?;
@@ -95,6 +107,18 @@ impl ClusterServers {
                         is_leaf: item
                             .get("is_leaf")
                             .is_some_and(|l| l.as_bool().unwrap_or(false) || l.as_str() == Some("1")),
+                        intervals: item
+                            .get("intervals")
+                            .and_then(serde_json::Value::as_array)
+                            .map(|list| {
+                                list.iter()
+                                    .filter_map(|i| {
+                                        Some((i.get("start")?.as_f64()?, i.get("end")?.as_f64()?))
+                                    })
+                                    .filter(|(s, e)| e >= s)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     })
                 })
                 .collect())
@@ -184,6 +208,82 @@ impl Remote for ClusterServers {
     }
 }
 
+/// A leaf's `(start, end)` intervals.
+type Intervals = Vec<(f64, f64)>;
+
+/// Adds the servers' find answers to the local nodes as graphite-web's `Store._list_nodes` and
+/// `_merge_leaf_nodes` do (REMOTE_STORE_MERGE_RESULTS on, its default): a branch is listed once
+/// per path; a leaf several stores have is one node, whose intervals are the union of those of
+/// every remote copy and of the local copy when that one has data in the find's `from..until`
+/// (`range`, open where `None`). Returns the intervals of the leaves that are not purely local
+/// (remote-only or merged), by path; a local leaf keeps the intervals `local_intervals` gives it.
+pub fn merge_find(
+    local: &mut Vec<carbide_storage::Node>,
+    remote: Vec<RemoteNode>,
+    range: (Option<i64>, Option<i64>),
+    local_intervals: impl Fn(&str) -> Vec<(f64, f64)>,
+) -> std::collections::HashMap<String, Vec<(f64, f64)>> {
+    // Each remote leaf's path with the intervals of every copy of it.
+    let mut leaves: Vec<(String, Vec<Intervals>)> = Vec::new();
+    for r in remote {
+        if !r.is_leaf {
+            if !local.iter().any(|n| !n.is_leaf && n.path == r.path) {
+                local.push(carbide_storage::Node {
+                    path: r.path,
+                    is_leaf: false,
+                });
+            }
+            continue;
+        }
+        match leaves.iter_mut().find(|(p, _)| *p == r.path) {
+            Some((_, copies)) => copies.push(r.intervals),
+            None => leaves.push((r.path, vec![r.intervals])),
+        }
+    }
+    let (from, until) = (
+        range.0.map_or(f64::NEG_INFINITY, |t| t as f64),
+        range.1.map_or(f64::INFINITY, |t| t as f64),
+    );
+    let mut intervals = std::collections::HashMap::new();
+    for (path, mut copies) in leaves {
+        if local.iter().any(|n| n.is_leaf && n.path == path) {
+            let mine = local_intervals(&path);
+            // measure_of_added_coverage(node, False) > 0: local data inside the find's range.
+            let covers = mine.iter().any(|&(s, e)| e.min(until) - s.max(from) > 0.0);
+            if covers {
+                copies.insert(0, mine);
+            }
+        } else {
+            local.push(carbide_storage::Node {
+                path: path.clone(),
+                is_leaf: true,
+            });
+        }
+        let merged = if copies.len() == 1 {
+            copies.pop().unwrap_or_default()
+        } else {
+            union_overlapping(copies.into_iter().flatten().collect())
+        };
+        intervals.insert(path, merged);
+    }
+    intervals
+}
+
+/// graphite-web's `IntervalSet` of several nodes' intervals: overlapping (or touching) intervals
+/// joined. Sorted by start first; graphite-web means to sort too, but its `Interval.__lt__`
+/// compares an interval's start with itself, so its order of disjoint intervals is arbitrary.
+fn union_overlapping(mut list: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    list.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(list.len());
+    for (s, e) in list {
+        match out.last_mut() {
+            Some(last) if last.1 >= s => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
 fn get<'v>(dict: &'v Value, key: &str) -> Option<&'v Value> {
     let Value::Dict(items) = dict else { return None };
     items
@@ -230,6 +330,45 @@ fn http_get(host: &str, port: u16, path: &str, timeout: Duration) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_answers_merge_as_graphite_web_merges_nodes() {
+        let node = |path: &str, is_leaf| carbide_storage::Node {
+            path: path.into(),
+            is_leaf,
+        };
+        let remote = |path: &str, is_leaf, intervals: Vec<(f64, f64)>| RemoteNode {
+            path: path.into(),
+            is_leaf,
+            intervals,
+        };
+        let answers = || {
+            vec![
+                remote("a", false, vec![]),
+                remote("a", true, vec![(100.0, 200.0)]),
+                remote("b", true, vec![(150.0, 300.0)]),
+                remote("c", true, vec![(10.0, 20.0)]),
+                remote("c", true, vec![(30.0, 40.0), (15.0, 25.0)]),
+            ]
+        };
+        let local_iv = |_: &str| vec![(0.0, 160.0)];
+        // No range: the local copy of b has data, so b's intervals are the union; a is a branch
+        // here and a leaf there, so it is listed as both.
+        let mut local = vec![node("a", false), node("b", true)];
+        let iv = merge_find(&mut local, answers(), (None, None), local_iv);
+        assert_eq!(local.len(), 4);
+        assert!(local.contains(&node("a", true)) && local.contains(&node("c", true)));
+        assert_eq!(iv["b"], vec![(0.0, 300.0)]);
+        assert_eq!(iv["a"], vec![(100.0, 200.0)]);
+        assert_eq!(iv["c"], vec![(10.0, 25.0), (30.0, 40.0)]);
+        // A range the local copy has no data in: b is the remote copy alone.
+        let mut local = vec![node("b", true)];
+        let iv = merge_find(&mut local, answers(), (Some(170), Some(250)), local_iv);
+        assert_eq!(iv["b"], vec![(150.0, 300.0)]);
+        let mut local = vec![node("b", true)];
+        let iv = merge_find(&mut local, answers(), (None, Some(150)), local_iv);
+        assert_eq!(iv["b"], vec![(0.0, 300.0)]);
+    }
 
     #[test]
     fn servers_parse() {

@@ -143,6 +143,36 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A find's `from` and `until` as graphite-web's `find_view` reads them: epoch seconds in the
+/// request's `tz` relative to its `now`, `None` when absent or `-1`; an unreadable one is an error.
+fn find_range(state: &WebState, p: &Params) -> Result<(Option<i64>, Option<i64>), String> {
+    let tz = request_tz(state, p);
+    let real_now = unix_now();
+    let now = match p.get("now") {
+        Some(n) => {
+            parse_at_time(n, real_now, &tz).map_err(|e| format!("Invalid value {n:?} for param now: {e}"))?
+        }
+        None => real_now,
+    };
+    let bound = |key: &str| match p.get(key) {
+        Some(v) if v != "-1" => parse_at_time(v, now, &tz)
+            .map(Some)
+            .map_err(|e| format!("Invalid value {v:?} for param {key}: {e}")),
+        _ => Ok(None),
+    };
+    Ok((bound("from")?, bound("until")?))
+}
+
+/// An interval bound in a json find answer: an integer when it is one (a local whisper file's),
+/// else the float a remote server reported.
+fn json_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}
+
 /// `settings.TIME_ZONE` (UTC when the name is unknown).
 fn server_tz(state: &WebState) -> TimeZone {
     time_zone(&state.time_zone).unwrap_or(TimeZone::UTC)
@@ -295,6 +325,10 @@ async fn find(
     body: Bytes,
 ) -> Response {
     let p = Params::from_request(&method, &uri, &headers, &body);
+    let range = match find_range(&state, &p) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
     let Some(query) = p.get("query").map(str::to_string) else {
         return bad_request("Missing required parameter 'query'");
     };
@@ -319,23 +353,33 @@ async fn find(
         Ok(n) => n,
         Err(e) => return bad_request(e),
     };
+    // Intervals of the leaves other servers also have (or alone have), by path.
+    let mut merged = std::collections::HashMap::new();
     if let Some(cluster) = state.cluster.clone().filter(|_| !is_local(&p)) {
-        // storage.find's answer for a pattern grows by the remote nodes; a path found as a
-        // leaf anywhere is a leaf (graphite-web merges nodes by path).
         let asked = pattern.clone();
-        let remote = tokio::task::spawn_blocking(move || cluster.find(&asked))
+        let remote = tokio::task::spawn_blocking(move || cluster.find(&asked, range.0, range.1))
             .await
             .unwrap_or_default();
-        for r in remote {
-            match nodes.iter_mut().find(|n| n.path == r.path) {
-                Some(n) => n.is_leaf |= r.is_leaf,
-                None => nodes.push(carbide_storage::Node {
-                    path: r.path,
-                    is_leaf: r.is_leaf,
-                }),
-            }
-        }
+        let now = unix_now();
+        merged = cluster::merge_find(&mut nodes, remote, range, |path| {
+            state
+                .storage
+                .intervals(path, now)
+                .map(|(s, e)| vec![(s as f64, e as f64)])
+                .unwrap_or_default()
+        });
     }
+    // A leaf's intervals: the merged ones, else the local file's.
+    let intervals_of = |path: &str, now: i64| -> Vec<(f64, f64)> {
+        match merged.get(path) {
+            Some(iv) => iv.clone(),
+            None => state
+                .storage
+                .intervals(path, now)
+                .map(|(s, e)| vec![(s as f64, e as f64)])
+                .unwrap_or_default(),
+        }
+    };
     if leaves_only {
         nodes.retain(|n| n.is_leaf);
     }
@@ -367,11 +411,10 @@ async fn find(
                 .iter()
                 .map(|n| {
                     if n.is_leaf {
-                        let iv = state
-                            .storage
-                            .intervals(&n.path, now)
-                            .map(|(s, e)| vec![json!({"start": s, "end": e})])
-                            .unwrap_or_default();
+                        let iv: Vec<Value> = intervals_of(&n.path, now)
+                            .into_iter()
+                            .map(|(s, e)| json!({"start": json_number(s), "end": json_number(e)}))
+                            .collect();
                         json!({"path": n.path, "is_leaf": true, "intervals": iv})
                     } else {
                         json!({"path": n.path, "is_leaf": false})
@@ -389,11 +432,7 @@ async fn find(
                     path: n.path.clone(),
                     is_leaf: n.is_leaf,
                     intervals: if n.is_leaf {
-                        state
-                            .storage
-                            .intervals(&n.path, now)
-                            .map(|(s, e)| vec![(s as f64, e as f64)])
-                            .unwrap_or_default()
+                        intervals_of(&n.path, now)
                     } else {
                         Vec::new()
                     },
@@ -415,16 +454,12 @@ async fn find(
                         ("is_leaf".to_string(), format::Wire::Bool(n.is_leaf)),
                     ];
                     if n.is_leaf {
-                        let iv = state
-                            .storage
-                            .intervals(&n.path, now)
+                        let iv = intervals_of(&n.path, now)
+                            .into_iter()
                             .map(|(s, e)| {
-                                vec![format::Wire::List(vec![
-                                    format::Wire::Float(s as f64),
-                                    format::Wire::Float(e as f64),
-                                ])]
+                                format::Wire::List(vec![format::Wire::Float(s), format::Wire::Float(e)])
                             })
-                            .unwrap_or_default();
+                            .collect();
                         m.push(("intervals".to_string(), format::Wire::List(iv)));
                     }
                     format::Wire::Map(m)

@@ -8,7 +8,9 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use carbide_core::Retention;
@@ -28,6 +30,13 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
         .collect();
     write_series(&b, "servers.web1.requests", &r, &gappy);
     write_series(&b, "servers.web9.cpu.user", &r, &[(NOW - 60, 5.0)]);
+    // A copy of one of A's metrics that keeps far more history (2000 h against A's 50 h), so
+    // which copies a find merges shows in the intervals it reports.
+    let long = Retention::parse_list("60:720,300:600,3600:2000").unwrap();
+    write_series(&b, "servers.web3.requests", &long, &[(NOW - 60, 7.0)]);
+    // Cluster servers that answer nothing and record what each front asks them.
+    let (rec_gw, asked_gw) = recorder();
+    let (rec_ours, asked_ours) = recorder();
 
     let front_gw_port = free_port();
     let _front_gw = graphite_web::start(
@@ -39,14 +48,16 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
         // in the order they complete, so which copy of a gappy series wins varies run to run:
         // graphite-web itself is nondeterministic there, and the comparison flaked on it.
         &format!(
-            "CLUSTER_SERVERS = ['127.0.0.1:{}']\nUSE_WORKER_POOL = False",
+            "CLUSTER_SERVERS = ['127.0.0.1:{}', '127.0.0.1:{rec_gw}']\nUSE_WORKER_POOL = False",
             s.ours
         ),
         1,
     );
-    let cluster =
-        carbide_web::cluster::ClusterServers::parse(&format!("127.0.0.1:{}", s.gw), Duration::from_secs(30))
-            .unwrap();
+    let cluster = carbide_web::cluster::ClusterServers::parse(
+        &format!("127.0.0.1:{},127.0.0.1:{rec_ours}", s.gw),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     let front_ours = start_ours(&b, "UTC", Some(Arc::new(cluster)));
 
     let mut failures = Vec::new();
@@ -56,6 +67,101 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
             if let Err(e) = compare_ports(front_gw_port, front_ours, "GET", &path, None) {
                 failures.push(e);
             }
+        }
+    }
+    // The finds' own formats carry intervals: a leaf in both trees has the union of both
+    // copies' when the local copy has data in the find's from..until (or there is none), else
+    // the remote copy's alone (graphite-web's `_merge_leaf_nodes`). The local copy of
+    // servers.web3.requests reaches 2000 h back, the remote one 50 h; `now=NOW` puts the range
+    // years before either file's data; other.single is in tree A alone.
+    let mut finds = 0;
+    for q in ["servers.web3.*", "servers.*", "other.*", "servers.web1.*"] {
+        for range in [
+            "",
+            "&from=-1h",
+            &format!("&from=-1h&now={NOW}"),
+            &format!("&from=-3h&until=-1h&now={NOW}"),
+            "&until=-100d",
+            "&from=-1&until=-1",
+        ] {
+            let path = format!("/metrics/find?query={}&format=json{range}", enc(q));
+            let (gs, gb) = http(front_gw_port, "GET", &path, None).unwrap();
+            let (os, ob) = http(front_ours, "GET", &path, None).unwrap();
+            finds += 1;
+            if gs != 200 || os != 200 {
+                failures.push(format!(
+                    "{path}: status graphite-web {gs}, ours {os}\n gw: {gb:.300}\n ours: {ob:.300}"
+                ));
+                continue;
+            }
+            let (mut g, mut o) = (parse(&gb), parse(&ob));
+            for v in [&mut g, &mut o] {
+                if let Some(items) = v.as_array_mut() {
+                    items.sort_by_key(|x| x.to_string());
+                }
+            }
+            if !intervals_close(&g, &o) {
+                failures.push(format!("{path}:\n gw:   {g}\n ours: {o}"));
+            }
+        }
+    }
+    // The merge really happened: no range (or one open to the future) gives the union (2000 h
+    // back), a range that ends before the local copy's data the remote copy alone (50 h back).
+    let start_of = |range: &str| {
+        let path = format!("/metrics/find?query=servers.web3.requests&format=json{range}");
+        let v = parse(&http(front_ours, "GET", &path, None).unwrap().1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        ((now - v[0]["intervals"][0]["start"].as_f64().unwrap()) / 3600.0).round()
+    };
+    for (range, hours) in [
+        (String::new(), 2000.0),
+        (format!("&from=-1h&now={NOW}"), 2000.0),
+        (format!("&from=-3h&until=-1h&now={NOW}"), 50.0),
+        ("&until=-100d".to_string(), 50.0),
+    ] {
+        let got = start_of(&range);
+        if got != hours {
+            failures.push(format!("find{range}: intervals start {got} h back, not {hours}"));
+        }
+    }
+    // A range that does not read is refused, as graphite-web refuses it.
+    for bad in ["from=garbage", "until=garbage", "now=garbage&from=-1h"] {
+        let path = format!("/metrics/find?query=servers.*&format=completer&{bad}");
+        if let Err(e) = compare_ports(front_gw_port, front_ours, "GET", &path, None) {
+            failures.push(e);
+        }
+        finds += 1;
+    }
+    // What each front asks a cluster server for a find: local=1, the query and the find's range
+    // as epoch seconds (format aside: graphite-web asks for pickle, carbide for the same nodes
+    // as json, since graphite-web pickles intervals as objects).
+    for range in ["", &format!("&from=-3h&until=-1h&now={NOW}"), "&from=-2h"] {
+        asked_gw.lock().unwrap().clear();
+        asked_ours.lock().unwrap().clear();
+        let path = format!("/metrics/find?query=servers.*&format=completer{range}");
+        http(front_gw_port, "GET", &path, None).unwrap();
+        http(front_ours, "GET", &path, None).unwrap();
+        let (g, o) = (finds_asked(&asked_gw), finds_asked(&asked_ours));
+        assert_eq!(g.len(), 1, "{g:?}");
+        // `from=-2h` without `now` is the wall clock: the two fronts may read it a second apart.
+        let same = g.len() == o.len()
+            && g.iter().zip(&o).all(|(a, b)| {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|((k, v), (l, w))| {
+                        k == l
+                            && (v == w
+                                || (v.parse::<i64>().unwrap_or(0) - w.parse::<i64>().unwrap_or(i64::MIN / 2))
+                                    .abs()
+                                    <= 2)
+                    })
+            });
+        if !same {
+            failures.push(format!(
+                "find{range} asks a cluster server\n gw:   {g:?}\n ours: {o:?}"
+            ));
         }
     }
     // Both fronts really federate: `other` is only in tree A.
@@ -106,7 +212,63 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
         "{body}"
     );
     assert!(points.iter().any(|p| p[0].as_f64().is_some()), "{body}");
+    assert_eq!(finds, 27);
     assert_no_differences(&failures);
+}
+
+/// The parameters of each `/metrics/find` a [`recorder`] was asked, sorted, without `format`.
+fn finds_asked(asked: &Mutex<Vec<String>>) -> Vec<Vec<(String, String)>> {
+    asked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|target| target.split_once("/metrics/find/?").map(|(_, q)| q))
+        .map(|q| {
+            let mut params: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "format")
+                .collect();
+            params.sort();
+            params
+        })
+        .collect()
+}
+
+/// A cluster server that finds and renders nothing (an empty list in the format asked) and
+/// records the request target of everything it is asked; its port and the record.
+fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let record = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (kind, body): (&str, &[u8]) = if target.contains("format=json") {
+                ("application/json", b"[]")
+            } else {
+                ("application/pickle", b"\x80\x02].")
+            };
+            record.lock().unwrap().push(target);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    (port, asked)
 }
 
 /// A cluster server that is down contributes nothing; the local tree still answers.

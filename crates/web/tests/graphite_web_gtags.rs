@@ -385,22 +385,6 @@ fn render_and_find_pickle_and_msgpack_match_graphite_web() {
     assert_no_differences(&failures);
 }
 
-/// Equal, except that numbers (the find intervals, wall-clock based) may differ by 5 s.
-fn intervals_close(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 5.0,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| intervals_close(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| intervals_close(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// POST a JSON body: (status, body).
 fn post_json(port: u16, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
