@@ -66,6 +66,13 @@ pub trait Sink: Send + Sync {
     fn should_pause(&self) -> bool;
     /// Counts a line or entry that could not be decoded.
     fn bad_input(&self, peer: &str, what: &str);
+    /// A point carbon checks against the whitelist and blacklist before it drops it for a NaN
+    /// value or a timestamp `int()` refuses (protocols.py `metricReceived`): `true` when the
+    /// lists drop it (counted there), so the caller drops it without a word, as carbon does.
+    fn listed_out(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
 }
 
 /// Seconds since the epoch as a float, like Python's `time.time()`.

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use carbide_protocol::LineError;
 use carbide_protocol::framing::decode_frame;
-use carbide_protocol::line::{LineSplitter, parse_line};
+use carbide_protocol::line::{LineSplitter, parse_line, py_split};
 use carbide_protocol::pickle::Limits;
 use carbide_protocol::points::decode_points;
 use carbide_protocol::pyfloat::parse_py_float_bytes;
@@ -59,6 +60,11 @@ pub fn parse_plain(line: &[u8]) -> Option<Incoming<'_>> {
         value,
         timestamp,
     })
+}
+
+/// The metric name of a line that split into its three fields (Python's `str.split()`).
+fn line_name(raw: &[u8]) -> Option<&str> {
+    py_split(std::str::from_utf8(raw).ok()?).next()
 }
 
 /// What a receiver speaks.
@@ -198,7 +204,14 @@ async fn line_conn(
                                 value: p.value,
                                 timestamp: p.timestamp,
                             }),
-                            Err(carbide_protocol::LineError::NanValue) => {}
+                            // carbon applies the lists before these checks: a listed-out
+                            // name counts there, and is not bad input.
+                            Err(
+                                e @ (LineError::NanValue
+                                | LineError::TimestampNan
+                                | LineError::TimestampInfinite),
+                            ) if line_name(raw).is_some_and(|n| sink.listed_out(n))
+                                || e == LineError::NanValue => {}
                             Err(e) => bad.push(format!("{e}: {}", String::from_utf8_lossy(raw))),
                         }
                     }

@@ -1,7 +1,9 @@
 //! carbon's whitelist and blacklist in front of the relay and the aggregator, as carbon applies
 //! them in every daemon's receivers (protocols.py `metricReceived`): a name matching a blacklist
 //! pattern is dropped (`blacklistMatches`), then, if the whitelist has patterns, a name matching
-//! none is dropped (`whitelistRejects`). Dropped points are not `metricsReceived`. An empty or
+//! none is dropped (`whitelistRejects`). Dropped points are not `metricsReceived`. carbon drops a
+//! NaN value or an unusable timestamp only after the lists, so such a point still counts here
+//! when the lists drop it ([`Sink::listed_out`]), and is not bad input then. An empty or
 //! missing list lets everything through; carbon reads both files only with USE_WHITELIST.
 //!
 //! The lists are swapped whole on reload (the caller re-reads the files when they change, as
@@ -108,6 +110,11 @@ impl Sink for Filtered {
     fn bad_input(&self, peer: &str, what: &str) {
         self.inner.bad_input(peer, what);
     }
+    fn listed_out(&self, name: &str) -> bool {
+        self.filter
+            .active()
+            .is_some_and(|l| !self.filter.admits(&l, name))
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +163,13 @@ mod tests {
         assert_eq!(*rec.0.lock(), ["app.a", "app.c"]);
         assert_eq!(filter.blacklist_matches.load(Ordering::Relaxed), 1);
         assert_eq!(filter.whitelist_rejects.load(Ordering::Relaxed), 1);
+        // A NaN value is checked against the lists before it is dropped, as carbon does.
+        assert!(sink.listed_out("app.noisy.nan"));
+        assert!(sink.listed_out("db.nan"));
+        assert!(!sink.listed_out("app.nan"));
+        assert_eq!(filter.blacklist_matches.load(Ordering::Relaxed), 2);
+        assert_eq!(filter.whitelist_rejects.load(Ordering::Relaxed), 2);
+        assert_eq!(rec.0.lock().len(), 2, "nothing passed on");
         // An empty whitelist lets everything through, as carbon's bool(RegexList) says.
         filter.set(Lists {
             blacklist: None,
