@@ -97,6 +97,17 @@ impl Proc {
     /// only). No `trap '' XFSZ`: carbide ignores SIGXFSZ itself, which this also shows.
     pub fn start_limited(role: &str, dir: &Path, conf: &str, args: &[&str], fsize_kib: Option<u64>) -> Proc {
         let line = write_conf(role, dir, conf);
+        Proc::spawn(role, &dir.join("carbon.conf"), line, args, fsize_kib)
+    }
+
+    /// Starts `carbide <role>` on an existing carbon.conf (the one a carbon daemon of the same
+    /// test reads too) whose line receiver is `line`; spool and log go beside the file.
+    pub fn start_on(role: &str, conf: &Path, line: u16, args: &[&str]) -> Proc {
+        Proc::spawn(role, conf, line, args, None)
+    }
+
+    fn spawn(role: &str, conf: &Path, line: u16, args: &[&str], fsize_kib: Option<u64>) -> Proc {
+        let dir = conf.parent().unwrap();
         let admin = free_port();
         let log = dir.join(format!("{role}.log"));
         let out = std::fs::File::create(&log).unwrap();
@@ -113,7 +124,7 @@ impl Proc {
         let child = cmd
             .arg(role)
             .arg("-c")
-            .arg(dir.join("carbon.conf"))
+            .arg(conf)
             .arg("--spool-dir")
             .arg(dir.join("spool"))
             .arg(format!("--admin=127.0.0.1:{admin}"))
