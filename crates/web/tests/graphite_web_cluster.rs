@@ -3,7 +3,10 @@
 //! remote finder and reader), carbide through graphite-web (so carbide's client reads
 //! graphite-web's pickles). Both fronts must find and render the same: A's metrics, B's, and a
 //! series in both trees with gaps in B's copy, merged as `_merge_results` merges it in
-//! graphite-web's finder order (remote first).
+//! graphite-web's finder order (remote first); tagged series of both trees through seriesByTag;
+//! the intervals finds report for a leaf both trees have (graphite-web's `_merge_leaf_nodes`);
+//! and, through cluster servers that record what they are asked, the find parameters each front
+//! sends (`local=1`, `query`, `from`, `until`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -18,8 +21,11 @@ use common::*;
 
 #[test]
 fn cluster_servers_find_and_render_as_graphite_web_does() {
-    // Tree A behind graphite-web (s.gw) and carbide (s.ours).
-    let s = servers();
+    // Tree A behind graphite-web (s.gw) and carbide (s.ours), with tagged series.
+    let s = servers_with(|a| {
+        write_tagged(a, "cpu.load;dc=east;host=web1", &|i| i % 7 != 0);
+        write_tagged(a, "cpu.load;dc=west;host=web3", &|_| true);
+    });
     // Tree B: a metric of its own and a gappy copy of one of A's.
     let b = s.dir.path().join("b");
     let r = Retention::parse_list("60:720,300:600").unwrap();
@@ -34,6 +40,9 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
     // which copies a find merges shows in the intervals it reports.
     let long = Retention::parse_list("60:720,300:600,3600:2000").unwrap();
     write_series(&b, "servers.web3.requests", &long, &[(NOW - 60, 7.0)]);
+    // Tagged series: a gappy copy of one of A's, and one of B's own.
+    write_tagged(&b, "cpu.load;dc=east;host=web1", &|i| i % 3 == 0);
+    write_tagged(&b, "cpu.load;dc=south;host=b1", &|_| true);
     // Cluster servers that answer nothing and record what each front asks them.
     let (rec_gw, asked_gw) = recorder();
     let (rec_ours, asked_ours) = recorder();
@@ -60,6 +69,25 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
     .unwrap();
     let front_ours = start_ours(&b, "UTC", Some(Arc::new(cluster)));
 
+    // Each graphite-web (and carbide) learns its own tree's tagged series.
+    let tagged = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("path={}", enc(n)))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let a_tags = tagged(&["cpu.load;dc=east;host=web1", "cpu.load;dc=west;host=web3"]);
+    let b_tags = tagged(&["cpu.load;dc=east;host=web1", "cpu.load;dc=south;host=b1"]);
+    for (port, form) in [
+        (s.gw, &a_tags),
+        (s.ours, &a_tags),
+        (front_gw_port, &b_tags),
+        (front_ours, &b_tags),
+    ] {
+        let (status, body) = http(port, "POST", "/tags/tagMultiSeries", Some(form)).unwrap();
+        assert_eq!(status, 200, "tagMultiSeries on {port}: {body}");
+    }
     let mut failures = Vec::new();
     for q in ["*", "servers.*", "servers.web1.*", "remote.*", "nothing.*"] {
         for format in ["treejson", "completer"] {
@@ -180,6 +208,11 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
         "sumSeries(servers.*.cpu.user)",
         "alias(other.single,'x')",
         "seriesByTag('name=nothing')",
+        // graphite-web renders a seriesByTag call on every cluster server too.
+        "seriesByTag('name=cpu.load')",
+        "seriesByTag('name=cpu.load','host!=web1')",
+        "sumSeries(seriesByTag('dc=~(east|west)'))",
+        "aliasByTags(seriesByTag('name=cpu.load'),'host','dc')",
     ];
     for t in targets {
         for range in ["from=-1h", "from=-3h&until=-1h", "from=-2d"] {
@@ -187,6 +220,17 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
             if let Err(e) = compare_ports(front_gw_port, front_ours, "GET", &path, None) {
                 failures.push(e);
             }
+        }
+    }
+    // Both fronts really federate seriesByTag: host=web3 is only in tree A, host=b1 only in B.
+    for port in [front_gw_port, front_ours] {
+        let path = format!(
+            "/render?target={}&from=-1h&now={NOW}&format=json",
+            enc("seriesByTag('name=cpu.load')")
+        );
+        let (_, body) = http(port, "GET", &path, None).unwrap();
+        if !(body.contains("host=web3") && body.contains("host=b1")) {
+            failures.push(format!("{port} does not federate seriesByTag: {body:.400}"));
         }
     }
     // local=1 answers from the tree alone, on both.
@@ -214,6 +258,20 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
     assert!(points.iter().any(|p| p[0].as_f64().is_some()), "{body}");
     assert_eq!(finds, 27);
     assert_no_differences(&failures);
+}
+
+/// Writes the tagged series `name` under `root` (readable `_tagged` file name): a point a minute
+/// over the last 150 minutes where `keep` holds for the minute's index.
+fn write_tagged(root: &std::path::Path, name: &str, keep: &dyn Fn(i64) -> bool) {
+    let r = Retention::parse_list("60:720,300:600").unwrap();
+    let path = root.join(carbide_protocol::tags::filesystem_path(name, false));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let pts: Vec<(i64, f64)> = (1..=150)
+        .filter(|i| keep(*i))
+        .map(|i| (NOW - i * 60, (i % 17) as f64 + name.len() as f64))
+        .collect();
+    carbide_whisper::file::create(&path, &r, &Default::default()).unwrap();
+    carbide_whisper::file::update_many(&path, &pts, NOW, false).unwrap();
 }
 
 /// The parameters of each `/metrics/find` a [`recorder`] was asked, sorted, without `format`.

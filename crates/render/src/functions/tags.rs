@@ -4,7 +4,9 @@
 //! `seriesByTag` asks the store's tag index ([`carbide_storage::TagIndex`]) which series match, with
 //! graphite-web's local tag database rules, and reads each from its `_tagged/` whisper file: the
 //! series is named by its normalised path and its `pathExpression` is the call as written, as
-//! graphite-web's `fetchData(requestContext, tokens.call.raw)` leaves it.
+//! graphite-web's `fetchData(requestContext, tokens.call.raw)` leaves it. With cluster servers
+//! the call is also rendered on each of them and their series merged in, as graphite-web's
+//! `RemoteFinder` (a finder with tags) does.
 
 use carbide_query::grammar::{Arg, Call};
 
@@ -98,6 +100,28 @@ fn series_by_tag(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, Rend
         out.push(s);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(remote) = ctx.remote {
+        // graphite-web's RemoteFinder has `tags = True`: Store.fetch hands it the call as
+        // written, which it renders on every cluster server (`/render/?target=seriesByTag(…)`),
+        // each asking its own tag database; the answers merge with the local ones by name.
+        let answers = remote.fetch(&call.raw, ctx.start, ctx.end, ctx.now);
+        points += answers.iter().map(|r| r.values.len()).sum::<usize>();
+        if points > ctx.limits.max_points {
+            return Err(RenderError::Limit(format!(
+                "{} fetches more than {} points",
+                call.raw, ctx.limits.max_points
+            )));
+        }
+        crate::remote::merge_remote(&mut out, answers, &call.raw, ctx.x_files_factor);
+        if out.len() > ctx.limits.max_series {
+            return Err(RenderError::Limit(format!(
+                "{} matches {} series, more than the limit of {}",
+                call.raw,
+                out.len(),
+                ctx.limits.max_series
+            )));
+        }
+    }
     Ok(out)
 }
 
