@@ -125,6 +125,24 @@ impl ClusterServers {
         })
     }
 
+    /// The union of what every server's tag autocompletion (`endpoint`:
+    /// `/tags/autoComplete/tags` or `/tags/autoComplete/values`) answers for `fields`, as
+    /// graphite-web's `RemoteFinder.auto_complete_tags`/`_values` ask it (failures logged and
+    /// skipped).
+    pub fn auto_complete(&self, endpoint: &str, fields: &[(&str, &str)]) -> Vec<String> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.ask_all(&format!("{endpoint}?{query}"), |body| {
+            let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("bad JSON: {e}"))?;
+            let items = v.as_array().ok_or("not a list")?;
+            Ok(items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect())
+        })
+    }
+
     /// Sends `path` to every server at once and decodes each answer's body with `decode`.
     fn ask_all<T: Send>(
         &self,

@@ -307,12 +307,47 @@ pub async fn auto_complete_tags(
     };
     let prefix = p.get("tagPrefix").filter(|s| !s.is_empty());
     match state.storage.tags().auto_complete_tags(&exprs, prefix, limit) {
-        Ok(found) => match store_limit(found, p.get("limit")) {
-            Ok(v) => respond(StatusCode::OK, &json!(v), &p),
-            Err(e) => error(StatusCode::BAD_REQUEST, e, &p),
-        },
+        Ok(mut found) => {
+            let fields = [("tagPrefix", prefix.unwrap_or(""))];
+            found.extend(remote_auto_complete(&state, &p, "/tags/autoComplete/tags", &fields, &exprs).await);
+            match store_limit(found, p.get("limit")) {
+                Ok(v) => respond(StatusCode::OK, &json!(v), &p),
+                Err(e) => error(StatusCode::BAD_REQUEST, e, &p),
+            }
+        }
         Err(e) => index_error(&e, &p),
     }
+}
+
+/// What the cluster servers' tag autocompletion adds (nothing for `local=1`): graphite-web's
+/// `Store.tagdb_auto_complete_*` asks every `RemoteFinder` with the request's fields, its `limit`
+/// (or TAGDB_AUTOCOMPLETE_LIMIT), `local=1` and each `expr`, then sorts and limits the union.
+async fn remote_auto_complete(
+    state: &WebState,
+    p: &Params,
+    endpoint: &'static str,
+    fields: &[(&str, &str)],
+    exprs: &[String],
+) -> Vec<String> {
+    let Some(cluster) = state.cluster.clone().filter(|_| p.get("local") != Some("1")) else {
+        return Vec::new();
+    };
+    let mut fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let limit = p
+        .get("limit")
+        .map_or_else(|| AUTOCOMPLETE_LIMIT.to_string(), str::to_string);
+    fields.push(("limit".into(), limit));
+    fields.push(("local".into(), "1".into()));
+    fields.extend(exprs.iter().map(|e| ("expr".to_string(), e.clone())));
+    tokio::task::spawn_blocking(move || {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        cluster.auto_complete(endpoint, &pairs)
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// GET|POST /tags/autoComplete/values?tag&expr&valuePrefix&limit: values of one tag.
@@ -341,10 +376,15 @@ pub async fn auto_complete_values(
         .tags()
         .auto_complete_values(&exprs, tag, prefix, limit)
     {
-        Ok(found) => match store_limit(found, p.get("limit")) {
-            Ok(v) => respond(StatusCode::OK, &json!(v), &p),
-            Err(e) => error(StatusCode::BAD_REQUEST, e, &p),
-        },
+        Ok(mut found) => {
+            let fields = [("tag", tag), ("valuePrefix", prefix.unwrap_or(""))];
+            found
+                .extend(remote_auto_complete(&state, &p, "/tags/autoComplete/values", &fields, &exprs).await);
+            match store_limit(found, p.get("limit")) {
+                Ok(v) => respond(StatusCode::OK, &json!(v), &p),
+                Err(e) => error(StatusCode::BAD_REQUEST, e, &p),
+            }
+        }
         Err(e) => index_error(&e, &p),
     }
 }

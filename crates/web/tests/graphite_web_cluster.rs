@@ -4,7 +4,7 @@
 //! graphite-web's pickles). Both fronts must find and render the same: A's metrics, B's, and a
 //! series in both trees with gaps in B's copy, merged as `_merge_results` merges it in
 //! graphite-web's finder order (remote first); tagged series of both trees through seriesByTag;
-//! the intervals finds report for a leaf both trees have (graphite-web's `_merge_leaf_nodes`);
+//! tag autocompletion; the intervals finds report for a leaf both trees have (graphite-web's `_merge_leaf_nodes`);
 //! and, through cluster servers that record what they are asked, the find parameters each front
 //! sends (`local=1`, `query`, `from`, `until`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -222,6 +222,24 @@ fn cluster_servers_find_and_render_as_graphite_web_does() {
             }
         }
     }
+    // Tag autocompletion asks the cluster servers too (local=1 does not), merged, sorted, limited.
+    for path in [
+        "/tags/autoComplete/tags?expr=name%3Dcpu.load",
+        "/tags/autoComplete/tags?tagPrefix=d",
+        "/tags/autoComplete/tags?expr=dc%3Dwest&limit=1",
+        "/tags/autoComplete/values?tag=host",
+        "/tags/autoComplete/values?tag=dc&expr=name%3Dcpu.load",
+        "/tags/autoComplete/values?tag=host&valuePrefix=w&limit=1",
+        "/tags/autoComplete/values?tag=host&local=1",
+    ] {
+        if let Err(e) = compare_ports(front_gw_port, front_ours, "GET", path, None) {
+            failures.push(e);
+        }
+    }
+    let (_, body) = http(front_ours, "GET", "/tags/autoComplete/values?tag=host", None).unwrap();
+    if !(body.contains("b1") && body.contains("web3")) {
+        failures.push(format!("autoComplete/values does not federate: {body}"));
+    }
     // Both fronts really federate seriesByTag: host=web3 is only in tree A, host=b1 only in B.
     for port in [front_gw_port, front_ours] {
         let path = format!(
@@ -312,10 +330,10 @@ fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
             }
             let head = String::from_utf8_lossy(&head).into_owned();
             let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
-            let (kind, body): (&str, &[u8]) = if target.contains("format=json") {
-                ("application/json", b"[]")
-            } else {
+            let (kind, body): (&str, &[u8]) = if target.contains("format=pickle") {
                 ("application/pickle", b"\x80\x02].")
+            } else {
+                ("application/json", b"[]")
             };
             record.lock().unwrap().push(target);
             let _ = write!(
