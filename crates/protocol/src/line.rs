@@ -109,6 +109,19 @@ pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
     s.split(is_py_space).filter(|f| !f.is_empty())
 }
 
+/// The name carbon checks against its whitelist and blacklist for a line that failed with
+/// `error`, so a receiver can count it there as carbon does: `Some` only for the failures carbon
+/// meets after that check (protocols.py `metricReceived`: a NaN value, then `int(timestamp)` of a
+/// NaN or infinite timestamp), `None` for those found while splitting and parsing, before it.
+pub fn listed_name<'a>(line: &'a [u8], error: &LineError) -> Option<&'a str> {
+    match error {
+        LineError::NanValue | LineError::TimestampNan | LineError::TimestampInfinite => {
+            py_split(std::str::from_utf8(line).ok()?).next()
+        }
+        _ => None,
+    }
+}
+
 /// Parses one line (without its `\n`) as carbon's line receiver does.
 ///
 /// `now` replaces a timestamp whose integer part is -1 (`int(ts) == -1` in carbon, so -1.9 also
@@ -446,6 +459,27 @@ mod tests {
         assert_eq!(LineError::BadValue.carbon_action(), CarbonAction::SkipLogged);
         assert_eq!(LineError::NanValue.carbon_action(), CarbonAction::SkipSilently);
         assert_eq!(LineError::NotUtf8.carbon_action(), CarbonAction::DropConnection);
+    }
+
+    #[test]
+    fn listed_name_only_for_failures_after_carbons_lists() {
+        let named: &[(&[u8], Option<&str>)] = &[
+            (b"a.b nan 2", Some("a.b")),
+            (b" \ta.b\t1 nan\r", Some("a.b")),
+            (b"a.b 1 -inf", Some("a.b")),
+            // Parsing fails before metricReceived: carbon never checks these names.
+            (b"a.b x 2", None),
+            (b"a.b 1 x", None),
+            (b"a.b nan", None),
+            (b"a.b\xff nan 2", None),
+        ];
+        for (line, want) in named {
+            let name = match parse_line(line, NOW) {
+                Ok(_) => panic!("{:?} parsed", String::from_utf8_lossy(line)),
+                Err(e) => listed_name(line, &e),
+            };
+            assert_eq!(name, *want, "{:?}", String::from_utf8_lossy(line));
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct PicklePoint {
 }
 
 /// Why one entry of a batch produced no point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EntryError {
     /// Not `(metric, (timestamp, value))`-shaped.
     #[error("entry is not (metric, (timestamp, value))")]
@@ -40,10 +40,16 @@ pub enum EntryError {
     NameNotStr,
     /// The value is NaN.
     #[error("value is NaN")]
-    NanValue,
+    NanValue {
+        /// The metric name, which carbon checks against its lists first.
+        name: String,
+    },
     /// The timestamp is ±inf or NaN.
     #[error("timestamp is not finite")]
-    TimestampNotFinite,
+    TimestampNotFinite {
+        /// The metric name, which carbon checks against its lists first.
+        name: String,
+    },
 }
 
 impl EntryError {
@@ -51,10 +57,21 @@ impl EntryError {
     pub fn carbon_action(&self) -> CarbonAction {
         match self {
             EntryError::Shape => CarbonAction::SkipLogged,
-            EntryError::NotANumber | EntryError::NanValue => CarbonAction::SkipSilently,
-            EntryError::Overflow | EntryError::NameNotStr | EntryError::TimestampNotFinite => {
+            EntryError::NotANumber | EntryError::NanValue { .. } => CarbonAction::SkipSilently,
+            EntryError::Overflow | EntryError::NameNotStr | EntryError::TimestampNotFinite { .. } => {
                 CarbonAction::DropConnection
             }
+        }
+    }
+
+    /// The name carbon checks against its whitelist and blacklist for an entry that failed this
+    /// way, so a receiver can count it there as carbon does: `Some` only for the failures carbon
+    /// meets after that check (protocols.py `metricReceived`: a NaN value, then `int()` of the
+    /// timestamp), `None` for those found while unpacking and converting, before it.
+    pub fn listed_name(&self) -> Option<&str> {
+        match self {
+            EntryError::NanValue { name } | EntryError::TimestampNotFinite { name } => Some(name),
+            _ => None,
         }
     }
 }
@@ -147,8 +164,8 @@ fn entry(raw: Value, now: f64) -> Result<PicklePoint, EntryError> {
                 timestamp,
             })
         }
-        Err(LineError::NanValue) => Err(EntryError::NanValue),
-        Err(_) => Err(EntryError::TimestampNotFinite),
+        Err(LineError::NanValue) => Err(EntryError::NanValue { name }),
+        Err(_) => Err(EntryError::TimestampNotFinite { name }),
     }
 }
 
@@ -202,8 +219,8 @@ mod tests {
                 p("c", 1.0, 2.0),
                 p("d", 49.0, 50.0),
                 Err(EntryError::NotANumber),
-                Err(EntryError::NanValue),
-                Err(EntryError::TimestampNotFinite),
+                Err(EntryError::NanValue { name: "f".into() }),
+                Err(EntryError::TimestampNotFinite { name: "g".into() }),
                 Err(EntryError::NameNotStr),
                 Err(EntryError::Shape),
                 Err(EntryError::Shape),
@@ -211,6 +228,16 @@ mod tests {
                 p("j", 7.0, 8.0),
             ])
         );
+    }
+
+    #[test]
+    fn listed_name_only_for_failures_after_carbons_lists() {
+        let nan = EntryError::NanValue { name: "f".into() };
+        let inf = EntryError::TimestampNotFinite { name: "g".into() };
+        assert_eq!((nan.listed_name(), inf.listed_name()), (Some("f"), Some("g")));
+        for before in [EntryError::Shape, EntryError::NotANumber, EntryError::NameNotStr] {
+            assert_eq!(before.listed_name(), None, "{before:?}");
+        }
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use carbide_protocol::LineError;
 use carbide_protocol::framing::decode_frame;
-use carbide_protocol::line::{LineSplitter, parse_line, py_split};
+use carbide_protocol::line::{LineSplitter, listed_name, parse_line};
 use carbide_protocol::pickle::Limits;
-use carbide_protocol::points::decode_points;
+use carbide_protocol::points::{EntryError, decode_points};
 use carbide_protocol::pyfloat::parse_py_float_bytes;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -60,11 +60,6 @@ pub fn parse_plain(line: &[u8]) -> Option<Incoming<'_>> {
         value,
         timestamp,
     })
-}
-
-/// The metric name of a line that split into its three fields (Python's `str.split()`).
-fn line_name(raw: &[u8]) -> Option<&str> {
-    py_split(std::str::from_utf8(raw).ok()?).next()
 }
 
 /// What a receiver speaks.
@@ -206,12 +201,9 @@ async fn line_conn(
                             }),
                             // carbon applies the lists before these checks: a listed-out
                             // name counts there, and is not bad input.
-                            Err(
-                                e @ (LineError::NanValue
-                                | LineError::TimestampNan
-                                | LineError::TimestampInfinite),
-                            ) if line_name(raw).is_some_and(|n| sink.listed_out(n))
-                                || e == LineError::NanValue => {}
+                            Err(e)
+                                if listed_name(raw, &e).is_some_and(|n| sink.listed_out(n))
+                                    || e == LineError::NanValue => {}
                             Err(e) => bad.push(format!("{e}: {}", String::from_utf8_lossy(raw))),
                         }
                     }
@@ -258,7 +250,10 @@ async fn pickle_conn(
                                         value: p.value,
                                         timestamp: p.timestamp,
                                     }),
-                                    Err(carbide_protocol::points::EntryError::NanValue) => {}
+                                    // As for lines: the lists come first in carbon.
+                                    Err(e)
+                                        if e.listed_name().is_some_and(|n| sink.listed_out(n))
+                                            || matches!(e, EntryError::NanValue { .. }) => {}
                                     Err(e) => sink.bad_input(peer, &e.to_string()),
                                 }
                             }
@@ -285,6 +280,77 @@ async fn pickle_conn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carbide_protocol::pickle::{Value, dumps};
+    use parking_lot::Mutex;
+    use tokio::io::AsyncWriteExt;
+
+    /// A sink whose lists drop `black.*`, recording what it is handed.
+    #[derive(Default)]
+    struct Listed {
+        kept: Mutex<Vec<String>>,
+        listed_out: Mutex<Vec<String>>,
+        bad: Mutex<usize>,
+    }
+    impl Sink for Listed {
+        fn point(&self, name: &str, _: f64, _: f64) -> bool {
+            self.kept.lock().push(name.to_string());
+            true
+        }
+        fn should_pause(&self) -> bool {
+            false
+        }
+        fn bad_input(&self, _: &str, _: &str) {
+            *self.bad.lock() += 1;
+        }
+        fn listed_out(&self, name: &str) -> bool {
+            let out = name.starts_with("black.");
+            if out {
+                self.listed_out.lock().push(name.to_string());
+            }
+            out
+        }
+    }
+
+    /// A NaN value or an unusable timestamp meets the lists first, on lines and in pickles, as
+    /// carbon's `metricReceived` has it; failures found while parsing never reach them.
+    #[tokio::test]
+    async fn nan_and_unusable_timestamps_meet_the_lists_first() {
+        let entry = |name: &str, ts: Value, value: Value| {
+            Value::Tuple(vec![name.into(), Value::Tuple(vec![ts, value])])
+        };
+        let (nan, inf) = (Value::Float(f64::NAN), Value::Float(f64::INFINITY));
+        let pickle = dumps(&Value::List(vec![
+            entry("black.a", Value::Int(100), nan.clone()),
+            entry("black.b", inf.clone(), Value::Int(1)),
+            entry("ok.a", Value::Int(100), nan),
+            entry("ok.b", inf, Value::Int(1)),
+            entry("black.x", Value::Int(100), "x".into()),
+            entry("ok.d", Value::Int(100), Value::Int(2)),
+        ]));
+        let mut framed = u32::try_from(pickle.len()).unwrap().to_be_bytes().to_vec();
+        framed.extend(pickle);
+        let lines = b"black.a nan 100\nblack.b 1 nan\nok.a nan 100\nok.b 1 inf\nblack.x x 100\nok.d 1 100\n";
+        for (wire, data) in [(Wire::Line, &lines[..]), (Wire::Pickle, &framed[..])] {
+            let sink = Arc::new(Listed::default());
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (_stop, shutdown) = watch::channel(false);
+            let limits = ReceiverLimits::default();
+            tokio::spawn(run_tcp(listener, wire, sink.clone(), limits, shutdown));
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(data).await.unwrap();
+            conn.shutdown().await.unwrap();
+            let start = tokio::time::Instant::now();
+            while (sink.kept.lock().is_empty() || *sink.bad.lock() < 2)
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(*sink.kept.lock(), ["ok.d"], "{wire:?}");
+            assert_eq!(*sink.listed_out.lock(), ["black.a", "black.b"], "{wire:?}");
+            assert_eq!(*sink.bad.lock(), 2, "{wire:?}: ok.b and black.x");
+        }
+    }
 
     /// Wherever the fast path answers, it answers what carbon's parser does.
     fn same_as_parse_line(line: &[u8]) -> bool {

@@ -173,6 +173,13 @@ impl<'n> IngestBatch<'_, 'n> {
         true
     }
 
+    /// Checks the lists for a point carbon drops only after them (a NaN value, a timestamp
+    /// `int()` refuses; protocols.py `metricReceived`): true when the lists drop it, counted as
+    /// blacklistMatches or whitelistRejects, so the receiver drops it without calling it bad input.
+    pub fn listed_out(&mut self, name: &str) -> bool {
+        !self.passes_lists(name)
+    }
+
     /// Takes one received point whose name outlives the batch: filters, then the stage if there
     /// is one, else it waits in the batch for the cache (a full cache counts it as overflow
     /// then). Returns false when a filter dropped it.

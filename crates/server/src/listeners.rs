@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use carbide_protocol::LineError;
 use carbide_protocol::framing::decode_frame;
-use carbide_protocol::line::{LineSplitter, datagram_lines, parse_line, parse_line_str};
+use carbide_protocol::line::{LineSplitter, datagram_lines, listed_name, parse_line, parse_line_str};
 use carbide_protocol::pickle::Limits;
-use carbide_protocol::points::decode_points;
+use carbide_protocol::points::{EntryError, decode_points};
 use carbide_protocol::protobuf::{PROTOBUF_MAX_FRAME, decode_payload};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -302,7 +303,11 @@ async fn line_connection(
                             got = true;
                             batch.point(p.name, p.value, p.timestamp);
                         }
-                        Err(carbide_protocol::LineError::NanValue) => {}
+                        // carbon checks the lists before it drops a NaN value or meets an
+                        // unusable timestamp: a listed-out name counts there, not as bad input.
+                        Err(e)
+                            if listed_name(raw, &e).is_some_and(|n| batch.listed_out(n))
+                                || e == LineError::NanValue => {}
                         Err(e) => ingest.bad_line(peer, raw, &e),
                     },
                     Err(e) => ingest.bad_line(peer, b"<line longer than the limit>", &e),
@@ -351,7 +356,10 @@ async fn pickle_connection(
                                 got = true;
                                 batch.point_now(&p.name, p.value, p.timestamp);
                             }
-                            Err(carbide_protocol::points::EntryError::NanValue) => {}
+                            // The lists come first in carbon, as for lines.
+                            Err(e)
+                                if e.listed_name().is_some_and(|n| batch.listed_out(n))
+                                    || matches!(e, EntryError::NanValue { .. }) => {}
                             Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
                         }
                     }
@@ -391,8 +399,11 @@ async fn protobuf_connection(
                 Ok(decoded) => {
                     for p in &decoded.points {
                         got = true;
-                        // NaN is dropped silently, as carbon's metricReceived does.
-                        if !p.value.is_nan() {
+                        // NaN is dropped silently, as carbon's metricReceived does, after the
+                        // lists (a uint32 timestamp is always one `int()` takes).
+                        if p.value.is_nan() {
+                            batch.listed_out(p.name);
+                        } else {
                             batch.point_now(p.name, p.value, f64::from(p.timestamp));
                         }
                     }
@@ -493,12 +504,129 @@ pub async fn run_udp(socket: UdpSocket, ingest: Arc<Ingest>, mut shutdown: watch
                         Ok(p) => {
                             batch.point(p.name, p.value, p.timestamp);
                         }
-                        Err(carbide_protocol::LineError::NanValue) => {}
+                        // The lists come first in carbon, as on TCP.
+                        Err(e)
+                            if listed_name(line.as_bytes(), &e).is_some_and(|n| batch.listed_out(n))
+                                || e == LineError::NanValue => {}
                         Err(e) => ingest.bad_line(&peer, line.as_bytes(), &e),
                     }
                 }
             }
             Err(e) => ingest.bad_line(&peer, &buf[..n.min(400)], &e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carbide_cache::{Cache, CacheConfig};
+    use carbide_config::parse_regex_list;
+    use carbide_protocol::pickle::{Value, dumps};
+    use carbide_protocol::protobuf::encode_payload;
+    use tokio::io::AsyncWriteExt;
+
+    use crate::ingest::Lists;
+
+    /// An ingest whose blacklist drops `black.*` and whose whitelist drops all but `ok.*` and
+    /// `black.*`.
+    fn listed_ingest() -> Arc<Ingest> {
+        let ingest = Ingest::new(Arc::new(Cache::new(CacheConfig::default())));
+        let list = |text: &str| parse_regex_list("test.conf", text).map(|l| l.0).ok();
+        ingest.set_lists(Lists {
+            blacklist: list("^black\\.\n"),
+            whitelist: list("^ok\\.\n^black\\.\n"),
+        });
+        Arc::new(ingest)
+    }
+
+    /// (blacklistMatches, whitelistRejects, bad lines, whether `stored` is in the cache).
+    fn counts(ingest: &Ingest, stored: &str) -> (u64, u64, u64, bool) {
+        let s = &ingest.stats;
+        (
+            s.blacklist_matches.load(Ordering::Relaxed),
+            s.whitelist_rejects.load(Ordering::Relaxed),
+            s.bad_lines.load(Ordering::Relaxed),
+            !ingest.cache.get(stored).is_empty(),
+        )
+    }
+
+    /// Waits up to 5 s for the counters to reach `want`, then compares them.
+    async fn expect(ingest: &Ingest, stored: &str, want: (u64, u64, u64, bool), wire: &str) {
+        let start = tokio::time::Instant::now();
+        while counts(ingest, stored) != want && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(counts(ingest, stored), want, "{wire}");
+    }
+
+    /// Serves `wire` on a fresh listed ingest, sends `data` on one connection and closes it; the
+    /// listener runs until the returned sender is dropped.
+    async fn over_tcp(wire: Wire, data: &[u8]) -> (Arc<Ingest>, watch::Sender<bool>) {
+        let ingest = listed_ingest();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let space = Arc::new(Notify::new());
+        let limits = ReceiverLimits::default();
+        tokio::spawn(run_tcp(listener, wire, ingest.clone(), space, limits, shutdown));
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(data).await.unwrap();
+        conn.shutdown().await.unwrap();
+        (ingest, stop)
+    }
+
+    fn framed(payload: Vec<u8>) -> Vec<u8> {
+        let mut frame = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend(payload);
+        frame
+    }
+
+    /// carbon's `metricReceived` checks the blacklist and whitelist before it drops a NaN value
+    /// or calls `int()` on the timestamp, so such a point on a listed-out name counts as
+    /// blacklistMatches or whitelistRejects and is not an invalid line; failures found while
+    /// splitting and converting come before the lists and are never counted there.
+    #[tokio::test]
+    async fn nan_and_unusable_timestamps_meet_the_lists_first() {
+        let lines = "black.a nan 100\nblack.b 1 inf\nblack.c 1 nan\nother.a nan 100\nother.b 1 -inf\n\
+                     ok.a nan 100\nok.b 1 inf\nok.c 1 nan\nblack.d x 100\nother.d 1 x\nok.d 1 100\n";
+        let (ingest, _stop) = over_tcp(Wire::Line, lines.as_bytes()).await;
+        expect(&ingest, "ok.d", (3, 2, 4, true), "line").await;
+
+        let entry = |name: &str, ts: Value, value: Value| {
+            Value::Tuple(vec![name.into(), Value::Tuple(vec![ts, value])])
+        };
+        let (nan, inf) = (Value::Float(f64::NAN), Value::Float(f64::INFINITY));
+        let batch = Value::List(vec![
+            entry("black.a", Value::Int(100), nan.clone()),
+            entry("black.b", inf.clone(), Value::Int(1)),
+            entry("other.a", Value::Int(100), nan.clone()),
+            entry("other.b", nan.clone(), Value::Int(1)),
+            entry("ok.a", Value::Int(100), nan.clone()),
+            entry("ok.b", inf, Value::Int(1)),
+            entry("black.x", Value::Int(100), "x".into()),
+            entry("ok.d", Value::Int(100), Value::Int(2)),
+        ]);
+        let (ingest, _stop) = over_tcp(Wire::Pickle, &framed(dumps(&batch))).await;
+        expect(&ingest, "ok.d", (2, 2, 2, true), "pickle").await;
+
+        let nan_point: &[(u32, f64)] = &[(100, f64::NAN)];
+        let payload = encode_payload(&[
+            ("black.a", nan_point),
+            ("other.a", nan_point),
+            ("ok.a", nan_point),
+            ("ok.d", &[(100, 3.0)]),
+        ]);
+        let (ingest, _stop) = over_tcp(Wire::Protobuf, &framed(payload)).await;
+        expect(&ingest, "ok.d", (1, 1, 0, true), "protobuf").await;
+
+        let ingest = listed_ingest();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        tokio::spawn(run_udp(socket, ingest.clone(), shutdown));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(lines.as_bytes(), addr).await.unwrap();
+        expect(&ingest, "ok.d", (3, 2, 4, true), "udp").await;
     }
 }
