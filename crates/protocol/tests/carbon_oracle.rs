@@ -4,7 +4,7 @@
 mod common;
 
 use carbide_protocol::carbonlink::{Reply, Request, decode_request};
-use carbide_protocol::line::{CarbonAction, datagram_lines, parse_line, parse_line_str};
+use carbide_protocol::line::{CarbonAction, datagram_lines, listed_name, parse_line, parse_line_str};
 use carbide_protocol::pickle::{Limits, loads};
 use carbide_protocol::points::{PointsError, decode_points};
 use carbide_protocol::tags::{TaggedSeries, encode};
@@ -271,6 +271,103 @@ fn datagrams_agree_with_carbons_udp_receiver() {
         points > 300 && lost > 10,
         "weak corpus: {points} points, {lost} lost"
     );
+}
+
+const LISTED_SCRIPT: &str = r#"
+import re
+from carbon import instrumentation
+from carbon.regexlist import BlackList, WhiteList
+BlackList.regex_list = [re.compile(r'^black\.')]
+WhiteList.regex_list = [re.compile(r'^ok\.'), re.compile(r'^black\.')]
+instrumentation.increment = lambda k, v=1: out.append({'blacklistMatches': 'B', 'whitelistRejects': 'W'}[k])
+line = protocols.MetricLineReceiver()
+pick = protocols.MetricPickleReceiver()
+for r in (line, pick):
+    r.peerName = 'peer'
+    r.resetTimeout = lambda: None
+pick.unpickler = protocols.get_unpickler(insecure=False)
+def answer(f, data):
+    out.clear()
+    try:
+        f(data)
+    except Exception as e:
+        out.append('E:' + type(e).__name__)
+    print(data.hex(), ' '.join(out) or 'S')
+for name in ['black.a', 'other.a', 'ok.a']:
+    for value, ts in [('nan', '100'), ('1', 'inf'), ('1', '-inf'), ('1', 'nan'), ('nan', 'nan'),
+                      ('x', '100'), ('1', 'x'), ('1', '-1'), ('1', '100')]:
+        answer(line.lineReceived, ('%s %s %s' % (name, value, ts)).encode())
+    for ts, value in [(100, float('nan')), (float('inf'), 1), (float('nan'), 1), (100, 'x'),
+                      ('x', 1), (-1, 1), (100, 2)]:
+        answer(pick.stringReceived, pickle.dumps([(name, (ts, value))], protocol=2))
+"#;
+
+/// With a blacklist and a whitelist, carbon's `metricReceived` counts a listed-out name before
+/// it drops a NaN value or calls `int()` on the timestamp; a line or entry that fails to split or
+/// convert never reaches the lists. `listed_name` says which names a receiver must check.
+#[test]
+fn listed_out_names_are_counted_before_nan_and_timestamp_checks_as_carbon_does() {
+    // The same lists as the script's: blacklist ^black\., whitelist ^ok\. and ^black\.
+    let lists = |name: &str| {
+        if name.starts_with("black.") {
+            Some("B")
+        } else if !name.starts_with("ok.") {
+            Some("W")
+        } else {
+            None
+        }
+    };
+    let action = |a: CarbonAction| match a {
+        CarbonAction::SkipLogged => "L",
+        CarbonAction::SkipSilently => "S",
+        CarbonAction::DropConnection => "E",
+    };
+    let out = run_python(&format!("{CARBON_HARNESS}\n{LISTED_SCRIPT}"), "");
+    let (mut failures, mut counted) = (Vec::new(), 0);
+    for row in out.lines() {
+        let (data, want) = row.split_once(' ').expect("two columns");
+        let want = if want.starts_with("E:") { "E" } else { want };
+        let data = unhex(data);
+        let ours = if data.starts_with(b"\x80") {
+            let entries = decode_points(&data, NOW, &Limits::default()).expect("a pickle");
+            let [entry] = &entries[..] else {
+                panic!("one entry")
+            };
+            match entry {
+                Ok(p) => {
+                    lists(&p.name).map_or_else(|| points_token(&p.name, p.timestamp, p.value), String::from)
+                }
+                Err(e) => match e.listed_name().and_then(lists) {
+                    Some(list) => list.into(),
+                    None => action(e.carbon_action()).into(),
+                },
+            }
+        } else {
+            match parse_line(&data, NOW) {
+                Ok(p) => {
+                    lists(p.name).map_or_else(|| points_token(p.name, p.timestamp, p.value), String::from)
+                }
+                Err(e) => match listed_name(&data, &e).and_then(lists) {
+                    Some(list) => list.into(),
+                    None => action(e.carbon_action()).into(),
+                },
+            }
+        };
+        counted += usize::from(want == "B" || want == "W");
+        if ours != want {
+            failures.push(format!(
+                "{:?}: carbon {want}, ours {ours}",
+                String::from_utf8_lossy(&data)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(counted > 20, "weak corpus: {counted} counted by the lists");
 }
 
 const PICKLE_SCRIPT: &str = r#"
