@@ -60,6 +60,17 @@ fn peak_rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// Resident set size now, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 struct Pass {
     seconds: f64,
     points: usize,
@@ -75,6 +86,28 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
     let updates = |s: &Server| (s.kind == Kind::Carbide).then(|| s.metric("carbide_update_operations_total"));
     let updates0 = updates(s);
     let started = Instant::now();
+    // Samples the cache's size and the resident set while the pass runs: the peak RSS is mostly
+    // the points waiting for their writes, and this says how many there were.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = (s.kind == Kind::Carbide).then(|| {
+        let (pid, admin, on) = (s.pid(), s.ports.admin, sampling.clone());
+        std::thread::spawn(move || {
+            let mut peak = (0.0f64, 0.0f64);
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = cache_common::http_get(admin, "/metrics");
+                let points = body
+                    .lines()
+                    .find_map(|l| l.strip_prefix("carbide_cache_points "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0.0);
+                if points > peak.0 {
+                    peak = (points, rss_mib(pid));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    });
     let port = s.ports.line;
     let senders: Vec<_> = (0..conns)
         .map(|c| {
@@ -131,6 +164,13 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
         std::thread::sleep(Duration::from_millis(200));
     }
     let seconds = started.elapsed().as_secs_f64();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some((points, rss)) = sampler.map(|t| t.join().unwrap()) {
+        eprintln!(
+            "{:?}: most points in the cache {points:.0}, RSS then {rss:.0} MiB",
+            s.kind
+        );
+    }
     eprintln!("{:?}: sent in {sent:?}, on disk after {seconds:.1} s", s.kind);
     if let (Some(a), Some(b)) = (updates0, updates(s)) {
         eprintln!(
