@@ -53,23 +53,13 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Peak resident set size in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap()
-        / 1024.0
-}
-
-/// Resident set size now, in MiB.
-fn rss_mib(pid: u32) -> f64 {
+/// A `kB` field of /proc/<pid>/status in MiB (0 once the process is gone): VmHWM is the peak
+/// resident set, VmRSS the current one.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
@@ -116,7 +106,7 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
                     );
                 }
                 if points > peak.0 {
-                    peak = (points, rss_mib(pid));
+                    peak = (points, status_mib(pid, "VmRSS"));
                 }
                 std::thread::sleep(Duration::from_millis(if trace { 100 } else { 50 }));
             }
@@ -212,7 +202,7 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
         seconds,
         points: per * metrics,
         cpu: cpu_seconds(s.pid()) - cpu0,
-        rss: peak_rss_mib(s.pid()),
+        rss: status_mib(s.pid(), "VmHWM"),
     }
 }
 
