@@ -5,14 +5,18 @@
 //! A sender in this process pushes BENCH_LINES plaintext lines over BENCH_METRICS metrics through
 //! BENCH_CONNECTIONS TCP connections, and the clock runs until every point is on disk: every
 //! metric's whisper file exists and holds the pass's last point (polled with carbide's whisper
-//! reader; carbide's `/admin/cache` must also say 0). Pass 1 writes onto new files (creates
+//! reader; carbide's `/admin/cache` must also say 0). For carbide the clock stops when its cache
+//! is first seen empty (a point leaves it only once written), if the one read of the files that
+//! follows finds every point; for carbon, whose cache cannot be asked, when the file poll (every
+//! 200 ms, only files not yet complete) first finds them all. Pass 1 writes onto new files (creates
 //! included), pass 2 sends the same number of new points onto the existing files. For each server
 //! process: CPU seconds from /proc/<pid>/stat (utime + stime, per pass) and peak RSS (VmHWM from
 //! /proc/<pid>/status, cumulative since start). The servers run one after the other, never at once.
 //!
 //! Run: `cargo bench --bench cache` (needs `scripts/install-test-deps.sh`).
 //! Knobs: BENCH_METRICS (100000), BENCH_LINES (5000000, the goal size), BENCH_CONNECTIONS (4),
-//! BENCH_WRITERS (carbide writer threads, 4), BENCH_ONLY (`carbide` or `carbon`).
+//! BENCH_WRITERS (carbide writer threads, 4), BENCH_ONLY (`carbide` or `carbon`), BENCH_TRACE (print
+//! carbide's cache size and update count every 100 ms).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark reports by panicking
 
@@ -49,14 +53,15 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Peak resident set size in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// A `kB` field of /proc/<pid>/status in MiB (0 once the process is gone): VmHWM is the peak
+/// resident set, VmRSS the current one.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap()
+        .unwrap_or(0.0)
         / 1024.0
 }
 
@@ -75,6 +80,39 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
     let updates = |s: &Server| (s.kind == Kind::Carbide).then(|| s.metric("carbide_update_operations_total"));
     let updates0 = updates(s);
     let started = Instant::now();
+    // Samples the cache's size and the resident set while the pass runs: the peak RSS is mostly
+    // the points waiting for their writes, and this says how many there were.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = (s.kind == Kind::Carbide).then(|| {
+        let (pid, admin, on) = (s.pid(), s.ports.admin, sampling.clone());
+        // BENCH_TRACE=1 prints the samples: when the writers work and how the cache fills.
+        let trace = std::env::var_os("BENCH_TRACE").is_some();
+        std::thread::spawn(move || {
+            let mut peak = (0.0f64, 0.0f64);
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = cache_common::http_get(admin, "/metrics");
+                let gauge = |name: &str| -> f64 {
+                    body.lines()
+                        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0.0)
+                };
+                let points = gauge("carbide_cache_points");
+                if trace {
+                    eprintln!(
+                        "  {:6.2} s: {points:9.0} points held, {:7.0} updates",
+                        started.elapsed().as_secs_f64(),
+                        gauge("carbide_update_operations_total")
+                    );
+                }
+                if points > peak.0 {
+                    peak = (points, status_mib(pid, "VmRSS"));
+                }
+                std::thread::sleep(Duration::from_millis(if trace { 100 } else { 50 }));
+            }
+            peak
+        })
+    });
     let port = s.ports.line;
     let senders: Vec<_> = (0..conns)
         .map(|c| {
@@ -104,6 +142,12 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
     let root = s.whisper();
     let mut pending: Vec<usize> = (0..metrics).collect();
     let limit = Duration::from_secs(1800);
+    // When carbide's cache was first seen empty: its points leave the cache only once written
+    // (confirm-on-persist), so that is when everything was on disk, provided the first read of
+    // the files below finds every point. Reading 100 000 files takes the bench ~0.6 s, which is
+    // not the server's time.
+    let mut drained_at = None;
+    let mut rounds = 0;
     loop {
         // Carbide says when its cache is empty (every point confirmed on disk): wait for that
         // before reading 100 000 files, so the poll does not take CPU from the writers. The files
@@ -116,6 +160,10 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
+        if s.kind == Kind::Carbide && drained_at.is_none() {
+            drained_at = Some(started.elapsed());
+        }
+        rounds += 1;
         let now = cache_common::now() + 20;
         pending.retain(|&m| !has_point(&root, &metric_name(m), last_ts, (per - 1 + m) as f64, now));
         let cache_empty = s.kind != Kind::Carbide || s.cache_size() == 0;
@@ -130,7 +178,17 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = match drained_at {
+        Some(t) if rounds == 1 => t.as_secs_f64(),
+        _ => started.elapsed().as_secs_f64(),
+    };
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some((points, rss)) = sampler.map(|t| t.join().unwrap()) {
+        eprintln!(
+            "{:?}: most points in the cache {points:.0}, RSS then {rss:.0} MiB",
+            s.kind
+        );
+    }
     eprintln!("{:?}: sent in {sent:?}, on disk after {seconds:.1} s", s.kind);
     if let (Some(a), Some(b)) = (updates0, updates(s)) {
         eprintln!(
@@ -144,7 +202,7 @@ fn pass(s: &Server, metrics: usize, lines: usize, conns: usize, t0: i64) -> Pass
         seconds,
         points: per * metrics,
         cpu: cpu_seconds(s.pid()) - cpu0,
-        rss: peak_rss_mib(s.pid()),
+        rss: status_mib(s.pid(), "VmHWM"),
     }
 }
 

@@ -41,14 +41,43 @@ pub struct Job {
     pub points: Arc<Vec<Point>>,
 }
 
+/// A held point at whisper's own width: a u32 timestamp (the only kind whisper can store) and the
+/// value, 12 bytes where `(i64, f64)` takes 16. Held points are most of the cache's memory in a
+/// burst, and this is a quarter of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, packed(4))]
+struct Held {
+    ts: u32,
+    value: f64,
+}
+
+impl Held {
+    fn point(self) -> Point {
+        (i64::from(self.ts), self.value)
+    }
+
+    /// From a point already in range (points come back from a writer as they went out).
+    fn from_point((ts, value): Point) -> Held {
+        Held {
+            ts: u32::try_from(ts).unwrap_or(u32::MAX),
+            value,
+        }
+    }
+}
+
+/// The held points as `(timestamp, value)` pairs.
+fn points_of(held: &[Held]) -> Vec<Point> {
+    held.iter().map(|h| h.point()).collect()
+}
+
 #[derive(Debug, Default)]
 struct Entry {
     /// Points waiting for a writer, one per timestamp (a duplicate overwrites in place).
-    pending: Vec<Point>,
+    pending: Vec<Held>,
     /// The newest timestamp in `pending` (meaningless while it is empty). Kept here so that the
     /// usual insert, a point newer than all held, need not read the points' buffer: with many
     /// metrics that read is a cache miss on every insert (a third of the insert's time, perf).
-    newest: i64,
+    newest: u32,
     /// Points a writer is persisting right now.
     inflight: Option<Arc<Vec<Point>>>,
     /// Whether the name sits in its shard's FIFO or in the writers' snapshot.
@@ -138,47 +167,49 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// The point was refused: the cache is beyond its hard limit (carbon's cache.overflow).
+/// Why a point was not taken into the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("cache full: point dropped")]
-pub struct Overflow;
+pub enum Refused {
+    /// The cache is beyond its hard limit (carbon's cache.overflow).
+    #[error("cache full: point dropped")]
+    Overflow,
+    /// Whisper stores timestamps as u32 seconds: this one could never be written (whisper.py
+    /// fails the whole update on it, losing the metric's other points too).
+    #[error("timestamp {0} is outside whisper's range (0 to 4294967295)")]
+    Timestamp(i64),
+}
 
-/// Makes room for one more point, growing a list by an eighth (at least 8 points) instead of
-/// doubling it. Held points are most of the cache's memory in a burst (4 M points at once with
-/// 100 000 metrics), and doubling left a list of 40 points in room for 64: 1.6 times the points'
-/// size. Growth by an eighth wastes at most 12.5 % and still copies each point only a bounded
-/// number of times. A list that outgrows its first allocation (4 points) goes straight to
-/// [`BATCH_POINTS`], the size at which writers take it.
-fn reserve_one(pending: &mut Vec<Point>) {
+/// Makes room for one more point, growing a list by 8 points (by an eighth beyond 64) instead of
+/// doubling it. Held points are most of the cache's memory in a burst (millions at once with
+/// 100 000 metrics): doubling left a list of 40 points in room for 64, and a jump to
+/// [`BATCH_POINTS`] left a list of 5 in room for 32 (heaptrack: 51 MiB allocated for 2 M points
+/// held). Steps of 8 waste at most 8 points a metric, and a realloc per 8 points costs far less
+/// than the insert of those points.
+fn reserve_one(pending: &mut Vec<Held>) {
     let len = pending.len();
     if len < pending.capacity() || len < 4 {
         return;
     }
-    let more = if len < BATCH_POINTS {
-        BATCH_POINTS - len
-    } else {
-        (len / 8).max(8)
-    };
-    pending.reserve_exact(more);
+    pending.reserve_exact((len / 8).max(8));
 }
 
 /// Appends a point; writers sort a list when they take it.
-fn push_point(pending: &mut Vec<Point>, ts: i64, value: f64) {
+fn push_point(pending: &mut Vec<Held>, ts: u32, value: f64) {
     reserve_one(pending);
-    pending.push((ts, value));
+    pending.push(Held { ts, value });
 }
 
 /// Puts `(ts, value)` into a pending list, overwriting a point with the same timestamp.
-fn upsert(pending: &mut Vec<Point>, ts: i64, value: f64) -> bool {
+fn upsert(pending: &mut Vec<Held>, ts: u32, value: f64) -> bool {
     // Points mostly arrive in time order: one newer than the last cannot be a duplicate, and
     // skipping the scan keeps a metric's inserts linear in its points, not quadratic.
-    if pending.last().is_none_or(|p| p.0 < ts) {
+    if pending.last().is_none_or(|p| p.ts < ts) {
         push_point(pending, ts, value);
         return true;
     }
     // Newest points are at the end and duplicates are usually recent: scan backwards.
-    if let Some(p) = pending.iter_mut().rev().find(|p| p.0 == ts) {
-        p.1 = value;
+    if let Some(p) = pending.iter_mut().rev().find(|p| p.ts == ts) {
+        p.value = value;
         false
     } else {
         push_point(pending, ts, value);
@@ -304,7 +335,7 @@ impl Cache {
 
     /// Adds one point. A point with the timestamp of a point already held replaces its value without
     /// growing the cache.
-    pub fn insert(&self, metric: &str, ts: i64, value: f64) -> Result<(), Overflow> {
+    pub fn insert(&self, metric: &str, ts: i64, value: f64) -> Result<(), Refused> {
         let mut tally = Tally::default();
         let r = self.insert_tallied(metric, ts, value, &mut tally);
         self.settle(tally);
@@ -322,10 +353,11 @@ impl Cache {
         ts: i64,
         value: f64,
         tally: &mut Tally,
-    ) -> Result<(), Overflow> {
+    ) -> Result<(), Refused> {
+        let ts = u32::try_from(ts).map_err(|_| Refused::Timestamp(ts))?;
         if self.hard_limit().is_some_and(|h| self.len() >= h) {
             Stats::add(&self.stats.overflow, 1);
-            return Err(Overflow);
+            return Err(Refused::Overflow);
         }
         let mut shard = self.shard_of(metric).lock();
         self.insert_locked(&mut shard, metric, ts, value, tally);
@@ -333,7 +365,7 @@ impl Cache {
     }
 
     /// One insert into a shard already locked.
-    fn insert_locked(&self, shard: &mut Shard, metric: &str, ts: i64, value: f64, tally: &mut Tally) {
+    fn insert_locked(&self, shard: &mut Shard, metric: &str, ts: u32, value: f64, tally: &mut Tally) {
         let Shard { map, fifo, full } = shard;
         let entry = match map.get_mut(metric) {
             Some(e) => e,
@@ -379,7 +411,7 @@ impl Cache {
     /// lock the CPU overlaps their memory accesses; a lock release after each insert would
     /// make it wait for every one (with 100 000 metrics, each insert misses the CPU cache 3 times,
     /// and lock + unlock per point cost half the insert, perf). Returns how many points were
-    /// refused because the cache is full.
+    /// refused (the cache is full, or a timestamp whisper cannot store).
     pub fn insert_many(&self, points: &[(&str, i64, f64)], tally: &mut Tally) -> usize {
         if points.len() < 8 || self.hard_limit().is_some_and(|h| self.len() + points.len() >= h) {
             return points
@@ -388,9 +420,11 @@ impl Cache {
                 .count();
         }
         let n = self.shards.len();
+        let in_range = |ts: i64| u32::try_from(ts).is_ok();
         let mut order: Vec<u64> = points
             .iter()
             .enumerate()
+            .filter(|(_, (_, ts, _))| in_range(*ts))
             .map(|(i, (m, _, _))| {
                 let shard = (self.hasher.hash_one(m) as usize % n) as u64;
                 (shard << 32) | i as u64
@@ -406,11 +440,11 @@ impl Cache {
                     break;
                 }
                 let (m, ts, v) = points[(key & 0xffff_ffff) as usize];
-                self.insert_locked(&mut shard, m, ts, v, tally);
+                self.insert_locked(&mut shard, m, ts as u32, v, tally);
                 at += 1;
             }
         }
-        0
+        points.len() - order.len()
     }
 
     /// Publishes a batch's counts and wakes a writer if the batch made a metric ready.
@@ -438,13 +472,17 @@ impl Cache {
         let Some(entry) = shard.map.get(metric) else {
             return Vec::new();
         };
-        let mut out: Vec<Point> = entry.inflight.as_deref().cloned().unwrap_or_default();
-        for &(ts, v) in &entry.pending {
-            upsert(&mut out, ts, v);
+        let mut out: Vec<Held> = entry
+            .inflight
+            .as_deref()
+            .map(|p| p.iter().copied().map(Held::from_point).collect())
+            .unwrap_or_default();
+        for p in &entry.pending {
+            upsert(&mut out, p.ts, p.value);
         }
         drop(shard);
-        out.sort_by_key(|p| p.0);
-        out
+        out.sort_by_key(|p| p.ts);
+        points_of(&out)
     }
 
     /// Takes the next metric to write, by the configured strategy, holding nothing back (tests,
@@ -479,9 +517,9 @@ impl Cache {
         if entry.inflight.is_some() || entry.pending.is_empty() {
             return None;
         }
-        let mut points = std::mem::take(&mut entry.pending);
-        points.sort_by_key(|p| p.0);
-        let points = Arc::new(points);
+        let mut held = std::mem::take(&mut entry.pending);
+        held.sort_by_key(|p| p.ts);
+        let points = Arc::new(points_of(&held));
         entry.inflight = Some(points.clone());
         Some(Job {
             metric: metric.clone(),
@@ -554,7 +592,9 @@ impl Cache {
                     e.queued = false;
                 } else {
                     let key = match self.config.strategy {
-                        WriteStrategy::TimeSorted => e.pending.iter().map(|p| p.0).min().unwrap_or(0),
+                        WriteStrategy::TimeSorted => {
+                            e.pending.iter().map(|p| i64::from(p.ts)).min().unwrap_or(0)
+                        }
                         _ => -(e.pending.len() as i64),
                     };
                     ready.push((key, name));
@@ -632,13 +672,13 @@ impl Cache {
             if let Some(entry) = map.get_mut(&job.metric) {
                 entry.inflight = None;
                 if keep {
-                    let mut merged: Vec<Point> = job.points.as_ref().clone();
-                    for &(ts, v) in &entry.pending {
-                        upsert(&mut merged, ts, v);
+                    let mut merged: Vec<Held> = job.points.iter().copied().map(Held::from_point).collect();
+                    for p in &entry.pending {
+                        upsert(&mut merged, p.ts, p.value);
                     }
                     // Points held before = n (in flight) + pending; after = merged.len().
                     freed = n + entry.pending.len() - merged.len();
-                    entry.newest = merged.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
+                    entry.newest = merged.iter().map(|p| p.ts).max().unwrap_or(0);
                     entry.pending = merged;
                 }
                 if entry.pending.is_empty() {
@@ -692,9 +732,9 @@ impl Cache {
             shard.map.retain(|name, e| {
                 if !e.pending.is_empty() {
                     freed += e.pending.len();
-                    let mut points = std::mem::take(&mut e.pending);
-                    points.sort_by_key(|p| p.0);
-                    out.push((name.clone(), points));
+                    let mut held = std::mem::take(&mut e.pending);
+                    held.sort_by_key(|p| p.ts);
+                    out.push((name.clone(), points_of(&held)));
                 }
                 e.queued = false;
                 e.listed_at = None;
@@ -817,7 +857,7 @@ mod tests {
         for i in 100..105 {
             c.insert(&format!("m{i}"), 1, 1.0).unwrap();
         }
-        assert_eq!(c.insert("x", 1, 1.0), Err(Overflow));
+        assert_eq!(c.insert("x", 1, 1.0), Err(Refused::Overflow));
         assert_eq!(Stats::get(&c.stats.overflow), 1);
         while c.len() >= 95 {
             let job = c.take().unwrap();
@@ -910,20 +950,35 @@ mod tests {
     /// The batched insert ends in the same cache as inserting one by one: every point, the last
     /// duplicate winning, the same size and counters.
     #[test]
-    fn pending_lists_grow_to_a_batch_then_by_an_eighth() {
+    fn pending_lists_grow_by_eight_then_by_an_eighth() {
         let mut pending = Vec::new();
         for ts in 0..5 {
             push_point(&mut pending, ts, 0.0);
         }
-        assert_eq!(pending.capacity(), BATCH_POINTS);
+        assert_eq!(pending.capacity(), 12, "4 points, then room for 8 more");
         for ts in 5..1000 {
             push_point(&mut pending, ts, 0.0);
             let cap = pending.capacity();
-            let bound = BATCH_POINTS.max(pending.len() + (pending.len() / 8).max(8));
+            let bound = pending.len() + (pending.len() / 8).max(8);
             assert!(cap <= bound, "room for {cap} with {} points", pending.len());
         }
+        assert_eq!(std::mem::size_of::<Held>(), 12);
     }
 
+    #[test]
+    fn timestamps_whisper_cannot_store_are_refused() {
+        let c = cache(WriteStrategy::Sorted, None);
+        assert_eq!(c.insert("m", -5, 1.0), Err(Refused::Timestamp(-5)));
+        assert_eq!(c.insert("m", 1 << 32, 1.0), Err(Refused::Timestamp(1 << 32)));
+        c.insert("m", u32::MAX.into(), 2.0).unwrap();
+        let many: Vec<(&str, i64, f64)> = (0..10).map(|i| ("n", if i == 3 { -1 } else { i }, 1.0)).collect();
+        let mut tally = Tally::default();
+        assert_eq!(c.insert_many(&many, &mut tally), 1);
+        c.settle(tally);
+        assert_eq!(c.len(), 10);
+        assert_eq!(c.get("m"), vec![(i64::from(u32::MAX), 2.0)]);
+        assert_eq!(c.get("n").len(), 9);
+    }
     #[test]
     fn insert_many_equals_one_by_one() {
         let names: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();

@@ -20,7 +20,7 @@ pub mod strategy;
 pub mod throttle;
 pub mod writer;
 
-pub use cache::{Cache, CacheConfig, Job, Tally};
+pub use cache::{Cache, CacheConfig, Job, Refused, Tally};
 pub use persist::{Outcome, PersistError, Persister, StoragePolicy, WhisperPersister};
 pub use stats::Stats;
 pub use strategy::WriteStrategy;

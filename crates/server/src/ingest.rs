@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use carbide_cache::{Cache, Tally};
+use carbide_cache::{Cache, Refused, Tally};
 use carbide_config::RegexList;
 use parking_lot::{Mutex, RwLock};
 
@@ -108,10 +108,20 @@ impl Ingest {
         let mut tally = Tally::default();
         let stored = store_tallied(&self.cache, name, value, timestamp, &mut tally);
         self.cache.settle(tally);
-        if !stored {
-            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
-        }
-        stored
+        self.refused(name, stored)
+    }
+
+    /// Counts (and for a bad timestamp, logs) a point the cache refused; true when it was stored.
+    fn refused(&self, name: &str, stored: Result<(), Refused>) -> bool {
+        match stored {
+            Ok(()) => return true,
+            Err(Refused::Overflow) => self.stats.overflow.fetch_add(1, Ordering::Relaxed),
+            Err(why @ Refused::Timestamp(ts)) => {
+                self.bad_line("-", format!("{name} {ts}").as_bytes(), &why);
+                0
+            }
+        };
+        false
     }
 
     /// A batch of points from one receive buffer: the filters are looked up once and the shared
@@ -191,7 +201,11 @@ impl<'n> IngestBatch<'_, 'n> {
             return self.store_now(name, value, timestamp);
         }
         // int() truncates toward zero, as whisper does with the float carbon keeps.
-        self.queued.push((name, timestamp as i64, value));
+        let ts = timestamp as i64;
+        if u32::try_from(ts).is_err() {
+            return self.ingest.refused(name, Err(Refused::Timestamp(ts)));
+        }
+        self.queued.push((name, ts, value));
         if self.queued.len() >= QUEUE_POINTS {
             self.store_queued();
         }
@@ -208,9 +222,13 @@ impl<'n> IngestBatch<'_, 'n> {
         if let Some(stage) = &self.ingest.stage {
             return stage.point(self.ingest, name, value, timestamp);
         }
-        let stored = store_tallied(&self.ingest.cache, name, value, timestamp, &mut self.tally);
-        self.overflow += u64::from(!stored);
-        stored
+        match store_tallied(&self.ingest.cache, name, value, timestamp, &mut self.tally) {
+            Err(Refused::Overflow) => {
+                self.overflow += 1;
+                false
+            }
+            stored => self.ingest.refused(name, stored),
+        }
     }
 
     fn store_queued(&mut self) {
@@ -220,18 +238,21 @@ impl<'n> IngestBatch<'_, 'n> {
     }
 }
 
-/// Normalises a tagged name and puts the point in the cache, counting into `tally`; false when
-/// the cache refused it.
-fn store_tallied(cache: &Cache, name: &str, value: f64, timestamp: f64, tally: &mut Tally) -> bool {
+/// Normalises a tagged name and puts the point in the cache, counting into `tally`.
+fn store_tallied(
+    cache: &Cache,
+    name: &str,
+    value: f64,
+    timestamp: f64,
+    tally: &mut Tally,
+) -> Result<(), Refused> {
     let name = if name.bytes().any(|b| b == b';' || b == b'{') {
         carbide_protocol::tags::normalize(name)
     } else {
         std::borrow::Cow::Borrowed(name)
     };
     // int() truncates toward zero, as whisper does with the float carbon keeps.
-    cache
-        .insert_tallied(&name, timestamp as i64, value, tally)
-        .is_ok()
+    cache.insert_tallied(&name, timestamp as i64, value, tally)
 }
 
 impl Drop for IngestBatch<'_, '_> {
@@ -304,5 +325,24 @@ mod tests {
         assert!(ingest.cache.get("app.x").is_empty());
         assert!(ingest.cache.get("staged.carbon.x").is_empty());
         assert_eq!(ingest.cache.get("carbon.agents.h.x"), vec![(100, 2.0)]);
+    }
+
+    #[test]
+    fn timestamps_whisper_cannot_store_are_bad_lines_not_overflow() {
+        let ingest = Ingest::new(Arc::new(Cache::new(CacheConfig::default())));
+        assert!(!ingest.point("a.b", 1.0, -10.0));
+        assert!(!ingest.store("a.b", 1.0, 4_294_967_296.0));
+        {
+            let mut batch = ingest.batch();
+            assert!(!batch.point("a.b", 1.0, 1e12));
+            assert!(batch.point("a.b", 2.0, 100.0));
+        }
+        assert_eq!(ingest.stats.bad_lines.load(Ordering::Relaxed), 3);
+        assert_eq!(ingest.stats.overflow.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            ingest.cache.get("a.b"),
+            vec![(100, 2.0)],
+            "the good point is kept"
+        );
     }
 }
