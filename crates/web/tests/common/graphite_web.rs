@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The gunicorn master; killed (with its workers) when dropped.
+/// The gunicorn master; stopped with its workers when dropped.
 pub struct Gunicorn(pub Child);
 
 impl Gunicorn {
@@ -20,7 +20,19 @@ impl Gunicorn {
 }
 
 impl Drop for Gunicorn {
+    /// SIGINT is gunicorn's quick shutdown: the master kills its workers, then exits. A SIGKILL
+    /// to the master alone (what this did before) left each worker running for up to half the
+    /// 600 s timeout, until its next check of its parent: a dozen after every test run.
     fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
