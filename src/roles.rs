@@ -282,28 +282,9 @@ pub fn cache(args: CacheArgs) -> ExitCode {
 /// What every daemon does first: structured logs, then as many file descriptors as the hard limit
 /// allows.
 pub fn init_daemon() {
-    one_malloc_arena();
     init_logging();
     raise_fd_limit();
     ignore_sigxfsz();
-}
-
-/// Gives glibc's malloc one arena instead of one per thread (8 per core), unless the operator set
-/// MALLOC_ARENA_MAX. A cache burst allocates held points on the receivers' threads and frees them
-/// on the writers': with an arena per thread the freed memory sat in arenas that did not reuse it,
-/// and a 5 M-point burst peaked at 94-109 MiB RSS for 56 MiB of live heap (heaptrack); with one
-/// arena 87-89 MiB, at the same points per second (cargo bench --bench cache). Small allocations
-/// still come from each thread's own cache (tcache) without the arena's lock.
-#[allow(unsafe_code)]
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a tuning parameter of glibc's allocator under its own lock;
-        // it takes no pointers, and M_ARENA_MAX only limits arenas created later.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
-    }
 }
 
 /// Ignores SIGXFSZ, as the Python interpreter does for carbon: a write past the process's file
