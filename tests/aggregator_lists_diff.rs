@@ -14,12 +14,11 @@
 
 mod relay_common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use relay_common::aggregator_oracle::{
-    AggConf, close, parse, send_all, start_carbon_aggregator, wait_quiet, write_conf,
+    AggConf, Parsed, assert_same_outputs, parse, send_all, start_carbon_aggregator, wait_quiet, write_conf,
 };
 use relay_common::{Dest, Proc, free_port, now, wait_until};
 
@@ -157,33 +156,11 @@ fn round(ports: [u16; 2], sinks: [&Dest; 2], text: &str) {
     );
 }
 
-type Outputs = (BTreeMap<(String, i64), f64>, BTreeMap<(String, i64), Vec<f64>>);
-
 /// Asserts carbon's and carbide's outputs are the same; returns carbon's.
-fn same_outputs(sinks: [&Dest; 2]) -> Outputs {
-    let (c_agg, c_raw) = parse(&data(sinks[0]));
-    let (o_agg, o_raw) = parse(&data(sinks[1]));
-    assert_eq!(
-        c_agg.keys().collect::<Vec<_>>(),
-        o_agg.keys().collect::<Vec<_>>(),
-        "different (aggregate, interval) sets"
-    );
-    for (k, v) in &c_agg {
-        assert!(close(*v, o_agg[k]), "{k:?}: carbon {v}, carbide {}", o_agg[k]);
-    }
-    assert_eq!(
-        c_raw.keys().collect::<Vec<_>>(),
-        o_raw.keys().collect::<Vec<_>>(),
-        "different forwarded (name, timestamp) sets"
-    );
-    for (k, v) in &c_raw {
-        let o = &o_raw[k];
-        assert!(
-            v.len() == o.len() && v.iter().zip(o).all(|(a, b)| close(*a, *b)),
-            "{k:?}: carbon {v:?}, carbide {o:?}"
-        );
-    }
-    (c_agg, c_raw)
+fn same_outputs(sinks: [&Dest; 2]) -> Parsed {
+    let carbon = parse(&data(sinks[0]));
+    assert_same_outputs(&carbon, &parse(&data(sinks[1])));
+    carbon
 }
 
 /// The three list counters, carbon's then carbide's, less `probes` (rejected, admitted) per side.

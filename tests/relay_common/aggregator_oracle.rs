@@ -236,6 +236,32 @@ pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 + 1e-12 * a.abs().max(b.abs())
 }
 
+/// Asserts carbide emitted what carbon did: the same (aggregate, interval) set with close values,
+/// and the same forwarded (name, timestamp) set with close values in the same order.
+pub fn assert_same_outputs(carbon: &Parsed, ours: &Parsed) {
+    let ((c_agg, c_raw), (o_agg, o_raw)) = (carbon, ours);
+    assert_eq!(
+        c_agg.keys().collect::<Vec<_>>(),
+        o_agg.keys().collect::<Vec<_>>(),
+        "different (aggregate, interval) sets"
+    );
+    for (k, v) in c_agg {
+        assert!(close(*v, o_agg[k]), "{k:?}: carbon {v}, carbide {}", o_agg[k]);
+    }
+    assert_eq!(
+        c_raw.keys().collect::<Vec<_>>(),
+        o_raw.keys().collect::<Vec<_>>(),
+        "different forwarded (name, timestamp) sets"
+    );
+    for (k, v) in c_raw {
+        let o = &o_raw[k];
+        assert!(
+            v.len() == o.len() && v.iter().zip(o).all(|(a, b)| close(*a, *b)),
+            "{k:?}: carbon {v:?}, carbide {o:?}"
+        );
+    }
+}
+
 /// Waits until `count()` is `Some` and has not changed for `quiet`, failing after `limit`;
 /// `None` means "not ready yet" (nothing to compare).
 pub fn wait_quiet(limit: Duration, quiet: Duration, what: &str, mut count: impl FnMut() -> Option<usize>) {
