@@ -242,11 +242,7 @@ impl<'a> Context<'a> {
         let nodes = self.storage.find(pattern)?;
         let leaves: Vec<Node> = nodes.into_iter().filter(|n| n.is_leaf).collect();
         if leaves.len() > self.limits.max_series {
-            return Err(RenderError::Limit(format!(
-                "{pattern} matches {} series, more than the limit of {}",
-                leaves.len(),
-                self.limits.max_series
-            )));
+            return Err(too_many_series(pattern, leaves.len(), self.limits.max_series));
         }
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
@@ -279,22 +275,32 @@ impl<'a> Context<'a> {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        if let Some(remote) = self.remote {
-            let answers = remote.fetch(pattern, self.start, self.end, self.now);
-            points += answers.iter().map(|r| r.values.len()).sum::<usize>();
-            if points > self.limits.max_points {
-                return Err(too_many_points(pattern, self.limits.max_points));
-            }
-            crate::remote::merge_remote(&mut out, answers, pattern, self.x_files_factor);
-            if out.len() > self.limits.max_series {
-                return Err(RenderError::Limit(format!(
-                    "{pattern} matches {} series, more than the limit of {}",
-                    out.len(),
-                    self.limits.max_series
-                )));
-            }
-        }
+        self.merge_cluster(pattern, &mut out, points)?;
         Ok(out)
+    }
+
+    /// Adds what the cluster servers answer for `pattern` (a path expression, or a seriesByTag
+    /// call as written) to the local series `out`, which hold `points` points, within the point
+    /// and series limits: graphite-web's RemoteFinders, merged by name.
+    pub(crate) fn merge_cluster(
+        &self,
+        pattern: &str,
+        out: &mut Vec<TimeSeries>,
+        points: usize,
+    ) -> Result<(), RenderError> {
+        let Some(remote) = self.remote else {
+            return Ok(());
+        };
+        let answers = remote.fetch(pattern, self.start, self.end, self.now);
+        let points = points + answers.iter().map(|r| r.values.len()).sum::<usize>();
+        if points > self.limits.max_points {
+            return Err(too_many_points(pattern, self.limits.max_points));
+        }
+        crate::remote::merge_remote(out, answers, pattern, self.x_files_factor);
+        if out.len() > self.limits.max_series {
+            return Err(too_many_series(pattern, out.len(), self.limits.max_series));
+        }
+        Ok(())
     }
 
     /// Fetches `leaves` in order, within the deadline and the point limit.
@@ -324,8 +330,16 @@ const MAX_FETCH_THREADS: usize = 4;
 /// A thread is worth starting for at least this many leaves.
 const MIN_LEAVES_PER_THREAD: usize = 64;
 
-fn too_many_points(pattern: &str, max: usize) -> RenderError {
+/// The refusal of a fetch beyond the point limit.
+pub(crate) fn too_many_points(pattern: &str, max: usize) -> RenderError {
     RenderError::Limit(format!("{pattern} fetches more than {max} points"))
+}
+
+/// The refusal of a path expression matching more series than the limit.
+pub(crate) fn too_many_series(pattern: &str, n: usize, max: usize) -> RenderError {
+    RenderError::Limit(format!(
+        "{pattern} matches {n} series, more than the limit of {max}"
+    ))
 }
 
 /// graphite-web's `extractPathExpressions` for one target: its path expressions and

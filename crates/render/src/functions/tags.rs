@@ -14,7 +14,7 @@ use super::base::{agg_key, aggregate};
 use super::{Args, GROUPS};
 use crate::RenderError;
 use crate::catalog::{FunctionInfo, SL, multi, req};
-use crate::eval::{Context, Value};
+use crate::eval::{Context, Value, too_many_points, too_many_series};
 use crate::series::{TimeSeries, set_tag};
 
 /// The functions of this group, as `/functions` lists them.
@@ -74,12 +74,7 @@ fn series_by_tag(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, Rend
         .filter(|p| ctx.storage.path_of(p).is_file())
         .collect();
     if paths.len() > ctx.limits.max_series {
-        return Err(RenderError::Limit(format!(
-            "{} matches {} series, more than the limit of {}",
-            call.raw,
-            paths.len(),
-            ctx.limits.max_series
-        )));
+        return Err(too_many_series(&call.raw, paths.len(), ctx.limits.max_series));
     }
     let mut out = Vec::with_capacity(paths.len());
     let mut points = 0usize;
@@ -89,10 +84,7 @@ fn series_by_tag(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, Rend
         };
         points += f.values.len();
         if points > ctx.limits.max_points {
-            return Err(RenderError::Limit(format!(
-                "{} fetches more than {} points",
-                call.raw, ctx.limits.max_points
-            )));
+            return Err(too_many_points(&call.raw, ctx.limits.max_points));
         }
         let mut s = TimeSeries::new(&f.name, f.start, f.end, f.step, f.values);
         s.path_expression = call.raw.clone();
@@ -100,28 +92,10 @@ fn series_by_tag(ctx: &Context<'_>, call: &Call) -> Result<Vec<TimeSeries>, Rend
         out.push(s);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Some(remote) = ctx.remote {
-        // graphite-web's RemoteFinder has `tags = True`: Store.fetch hands it the call as
-        // written, which it renders on every cluster server (`/render/?target=seriesByTag(…)`),
-        // each asking its own tag database; the answers merge with the local ones by name.
-        let answers = remote.fetch(&call.raw, ctx.start, ctx.end, ctx.now);
-        points += answers.iter().map(|r| r.values.len()).sum::<usize>();
-        if points > ctx.limits.max_points {
-            return Err(RenderError::Limit(format!(
-                "{} fetches more than {} points",
-                call.raw, ctx.limits.max_points
-            )));
-        }
-        crate::remote::merge_remote(&mut out, answers, &call.raw, ctx.x_files_factor);
-        if out.len() > ctx.limits.max_series {
-            return Err(RenderError::Limit(format!(
-                "{} matches {} series, more than the limit of {}",
-                call.raw,
-                out.len(),
-                ctx.limits.max_series
-            )));
-        }
-    }
+    // graphite-web's RemoteFinder has `tags = True`: Store.fetch hands it the call as written,
+    // which it renders on every cluster server (`/render/?target=seriesByTag(…)`), each asking its
+    // own tag database; the answers merge with the local ones by name.
+    ctx.merge_cluster(&call.raw, &mut out, points)?;
     Ok(out)
 }
 
