@@ -8,6 +8,33 @@
 //! - [`roles`]: `carbide cache`.
 //! - [`serve`]: `carbide serve`, the cache, web API and StatsD in one process.
 
+/// jemalloc instead of glibc's malloc. A cache burst allocates held points on the receivers'
+/// threads and frees them on the writers'; with glibc that cost 11 % of the CPU in malloc and left
+/// ~45 MiB of freed memory resident (RSS 101-105 MiB for 56 MiB of live heap, 5 M-point bench).
+/// jemalloc with pages returned at once (below) peaked at 82 MiB and wrote 2.30 M points/s against
+/// glibc's 2.17 M at the same CPU (cargo bench --bench cache, quiet machine).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// A C string pointer jemalloc reads once, at its initialisation.
+#[repr(transparent)]
+pub struct MallocConf(*const u8);
+
+// SAFETY: the pointer targets a `'static`, immutable, NUL-terminated byte string; nothing ever
+// writes through it, so sharing it between threads cannot race.
+#[allow(unsafe_code)]
+unsafe impl Sync for MallocConf {}
+
+/// jemalloc's compiled-in options (its `malloc_conf`, under tikv-jemallocator's `_rjem_` prefix):
+/// freed pages go back to the system at once instead of after 10 s, which a burst's peak RSS
+/// otherwise counts (123-139 MiB). `_RJEM_MALLOC_CONF` in the environment still overrides it.
+// SAFETY: jemalloc declares `extern const char *malloc_conf`; this exports one pointer-sized
+// static, `#[repr(transparent)]` over a thin `*const u8`, pointing at a NUL-terminated string, and
+// no other symbol of this program has the name.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: MallocConf = MallocConf(b"dirty_decay_ms:0,muzzy_decay_ms:0\0".as_ptr());
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
