@@ -18,7 +18,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// A C string pointer jemalloc reads once, at its initialisation.
 #[repr(transparent)]
-pub struct MallocConf(*const u8);
+pub struct MallocConf(*const std::ffi::c_char);
 
 // SAFETY: the pointer targets a `'static`, immutable, NUL-terminated byte string; nothing ever
 // writes through it, so sharing it between threads cannot race.
@@ -29,11 +29,11 @@ unsafe impl Sync for MallocConf {}
 /// freed pages go back to the system at once instead of after 10 s, which a burst's peak RSS
 /// otherwise counts (123-139 MiB). `_RJEM_MALLOC_CONF` in the environment still overrides it.
 // SAFETY: jemalloc declares `extern const char *malloc_conf`; this exports one pointer-sized
-// static, `#[repr(transparent)]` over a thin `*const u8`, pointing at a NUL-terminated string, and
+// static, `#[repr(transparent)]` over a thin `*const c_char`, pointing at a NUL-terminated string, and
 // no other symbol of this program has the name.
 #[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static MALLOC_CONF: MallocConf = MallocConf(b"dirty_decay_ms:0,muzzy_decay_ms:0\0".as_ptr());
+pub static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr());
 
 use std::process::ExitCode;
 

@@ -153,6 +153,37 @@ pub(crate) fn bind_udp_group(
     n: usize,
     recv_buffer: usize,
 ) -> Result<(SocketAddr, Vec<UdpSocket>), ServerError> {
+    if addr.port() != 0 {
+        return bind_udp_group_at(addr, n, recv_buffer);
+    }
+    // Port 0 with SO_REUSEPORT set may be given a port that another process of the same user
+    // holds with SO_REUSEPORT too (the kernel counts it as shareable): the groups then merge, or
+    // the next bind fails (seen in parallel tests). A plain socket is given a port nobody holds;
+    // the group binds there, again if the port is taken in between.
+    let mut last = None;
+    for _ in 0..8 {
+        let probe = std::net::UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let free = probe
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        drop(probe);
+        match bind_udp_group_at(free, n, recv_buffer) {
+            Ok(group) => return Ok(group),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ServerError::Bind {
+        addr,
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    }))
+}
+
+/// [`bind_udp_group`] on a given port.
+fn bind_udp_group_at(
+    addr: SocketAddr,
+    n: usize,
+    recv_buffer: usize,
+) -> Result<(SocketAddr, Vec<UdpSocket>), ServerError> {
     let first = bind_udp(addr, recv_buffer)?;
     let local = first
         .local_addr()
