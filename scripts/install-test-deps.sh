@@ -18,7 +18,8 @@ ORACLES=${CARBIDE_ORACLES:-$here/target/oracles}
 WHISPER_VERSION=1.1.10
 MMH3_VERSION=5.3.1
 STATSD_VERSION=0.9.0
-APT_PKGS=(graphite-carbon graphite-web python3-whisper python3-protobuf carbon-c-relay gunicorn python3-venv iproute2)
+# gcc and make build jemalloc (tikv-jemalloc-sys), carbide's allocator.
+APT_PKGS=(graphite-carbon graphite-web python3-whisper python3-protobuf carbon-c-relay gunicorn python3-venv iproute2 gcc make)
 
 say() { echo "install-test-deps: $*"; }
 die() { echo "install-test-deps: ERROR: $*" >&2; exit 1; }
