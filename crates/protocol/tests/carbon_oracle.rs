@@ -176,12 +176,7 @@ fn line_parsing_agrees_with_carbons_line_receiver() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} disagreements:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_agree(&failures);
     assert!(points > 300, "only {points} lines gave points");
 }
 
@@ -261,12 +256,7 @@ fn datagrams_agree_with_carbons_udp_receiver() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} disagreements:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_agree(&failures);
     assert!(
         points > 300 && lost > 10,
         "weak corpus: {points} points, {lost} lost"
@@ -361,12 +351,7 @@ fn listed_out_names_are_counted_before_nan_and_timestamp_checks_as_carbon_does()
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} disagreements:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_agree(&failures);
     assert!(counted > 20, "weak corpus: {counted} counted by the lists");
 }
 
@@ -442,12 +427,7 @@ fn pickle_batches_agree_with_carbons_pickle_receiver() {
         }
         cases += 1;
     }
-    assert!(
-        failures.is_empty(),
-        "{} disagreements:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_agree(&failures);
     assert!(cases > 100, "only {cases} cases");
 }
 
@@ -621,11 +601,16 @@ fn tagged_names_agree_with_carbons_tagged_series() {
         }
     }
     assert_eq!(out.lines().count(), names.len());
+    assert_agree(&failures);
+    assert!(parsed > 500, "only {parsed} names parsed");
+}
+
+/// Fails with every case where carbon and we disagree.
+fn assert_agree(failures: &[String]) {
     assert!(
         failures.is_empty(),
         "{} disagreements:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    assert!(parsed > 500, "only {parsed} names parsed");
 }
