@@ -152,7 +152,7 @@ pub(crate) fn bind_udp_group(
     addr: SocketAddr,
     n: usize,
     recv_buffer: usize,
-) -> Result<(SocketAddr, Vec<UdpSocket>), ServerError> {
+) -> Result<UdpGroup, ServerError> {
     if addr.port() != 0 {
         return bind_udp_group_at(addr, n, recv_buffer);
     }
@@ -179,11 +179,7 @@ pub(crate) fn bind_udp_group(
 }
 
 /// [`bind_udp_group`] on a given port.
-fn bind_udp_group_at(
-    addr: SocketAddr,
-    n: usize,
-    recv_buffer: usize,
-) -> Result<(SocketAddr, Vec<UdpSocket>), ServerError> {
+fn bind_udp_group_at(addr: SocketAddr, n: usize, recv_buffer: usize) -> Result<UdpGroup, ServerError> {
     let first = bind_udp(addr, recv_buffer)?;
     let local = first
         .local_addr()
@@ -194,6 +190,42 @@ fn bind_udp_group_at(
     }
     Ok((local, socks))
 }
+
+/// The UDP receiver group and the TCP listener. When both ask for port 0 they share one port,
+/// as etsy's 8125 is both; the UDP port found free may be held for TCP by another process, so
+/// the pair is retried on a fresh port.
+fn bind_receivers(options: &ServerOptions) -> Result<(Option<UdpGroup>, Option<TcpListener>), ServerError> {
+    let tcp_bind =
+        |addr: SocketAddr| TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source });
+    let (Some(udp), Some(tcp)) = (options.udp, options.tcp) else {
+        let udp = options
+            .udp
+            .map(|a| bind_udp_group(a, options.receivers, options.recv_buffer))
+            .transpose()?;
+        return Ok((udp, options.tcp.map(tcp_bind).transpose()?));
+    };
+    if udp.port() != 0 || tcp.port() != 0 {
+        let group = bind_udp_group(udp, options.receivers, options.recv_buffer)?;
+        return Ok((Some(group), Some(tcp_bind(tcp)?)));
+    }
+    let mut last = None;
+    for _ in 0..8 {
+        let group = bind_udp_group(udp, options.receivers, options.recv_buffer)?;
+        let mut at = tcp;
+        at.set_port(group.0.port());
+        match tcp_bind(at) {
+            Ok(listener) => return Ok((Some(group), Some(listener))),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ServerError::Bind {
+        addr: tcp,
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    }))
+}
+
+/// A UDP port's address and the `SO_REUSEPORT` sockets that share it.
+type UdpGroup = (SocketAddr, Vec<UdpSocket>);
 
 pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, ServerError> {
     std::thread::Builder::new()
@@ -461,8 +493,8 @@ impl StatsdServer {
             tcp: None,
             mgmt: None,
         };
-        if let Some(addr) = options.udp {
-            let (local, socks) = bind_udp_group(addr, options.receivers, options.recv_buffer)?;
+        let (udp, tcp) = bind_receivers(&options)?;
+        if let Some((local, socks)) = udp {
             server.udp = Some(local);
             for sock in socks {
                 let shared = shared.clone();
@@ -471,15 +503,7 @@ impl StatsdServer {
                     .push(spawn("statsd-udp", move || udp_receiver(sock, shared))?);
             }
         }
-        if let Some(mut addr) = options.tcp {
-            // Same port as UDP when both asked for port 0.
-            if addr.port() == 0
-                && options.udp.map(|u| u.port()) == Some(0)
-                && let Some(u) = server.udp
-            {
-                addr.set_port(u.port());
-            }
-            let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        if let Some(listener) = tcp {
             server.tcp = listener.local_addr().ok();
             let shared = shared.clone();
             server.receivers.push(spawn("statsd-tcp", move || {
