@@ -63,13 +63,7 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use carbide_testkit::free_port;
 
 /// (utime + stime seconds, peak RSS KiB) of a process.
 fn usage(pid: u32) -> (f64, u64) {

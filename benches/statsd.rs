@@ -55,15 +55,7 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+use carbide_testkit::free_tcp_udp_port as free_port;
 
 /// (utime + stime seconds, peak RSS KiB) of a process.
 fn usage(pid: u32) -> (f64, u64) {

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cache_common::{carbide_exe, free_port, free_udp_port, now, send, wait_until};
+use cache_common::{carbide_exe, free_port, free_tcp_udp_port, free_udp_port, now, send, wait_until};
 
 /// Every port of one `carbide serve`.
 #[derive(Debug, Clone, Copy)]
@@ -36,12 +36,7 @@ struct ServePorts {
 impl ServePorts {
     fn free() -> ServePorts {
         // StatsD needs the port free for both UDP and TCP.
-        let statsd = loop {
-            let p = free_udp_port();
-            if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-                break p;
-            }
-        };
+        let statsd = free_tcp_udp_port();
         ServePorts {
             line: free_port(),
             pickle: free_port(),

@@ -40,16 +40,7 @@ fn statsd_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    // A port free for both UDP and TCP.
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+use carbide_testkit::free_tcp_udp_port as free_port;
 
 /// A graphite listener: each connection's payload on the channel.
 fn capture() -> (u16, mpsc::Receiver<Vec<u8>>) {

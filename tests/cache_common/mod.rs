@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,14 +19,8 @@ pub const CARBON_CACHE: &str = "/usr/bin/carbon-cache";
 /// The interpreter graphite-carbon and graphite-web are installed for.
 pub const PYTHON: &str = "/usr/bin/python3";
 
-/// A free TCP port on loopback (bound and released; a race with another process is possible but
-/// unlikely on a test machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use carbide_testkit::{free_port, free_tcp_udp_port, free_udp_port};
 
 /// Listener ports of one server.
 #[derive(Debug, Clone, Copy)]
@@ -615,14 +609,6 @@ pub fn carbonlink_query(port: u16, metrics: &[String]) -> BTreeMap<String, Vec<(
     let v: BTreeMap<String, Vec<(f64, f64)>> = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     v
-}
-
-/// A free UDP port on loopback (bound and released).
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind udp 127.0.0.1:0")
 }
 
 /// Waits until the whisper tree under `root` has at least `min_files` files and has not changed

@@ -226,14 +226,7 @@ PICKLE_RECEIVER_PORT = {pickle}
     line
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use carbide_testkit::free_port;
 
 /// Polls `cond` every 50 ms until it holds, failing after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {

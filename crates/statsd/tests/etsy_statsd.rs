@@ -58,21 +58,7 @@ impl Node {
     }
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use carbide_testkit::{free_port as free_tcp_port, free_udp_port};
 
 /// Deep-merges `extra` into `base`.
 fn merge(base: &mut Value, extra: &Value) {

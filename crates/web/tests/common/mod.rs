@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // shared test helpers
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +15,7 @@ use serde_json::Value;
 
 pub const NOW: i64 = 1_700_000_000 - 1_700_000_000 % 60;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use carbide_testkit::free_port;
 
 pub fn write_tree(root: &Path) {
     let retentions = Retention::parse_list("60:720,300:600").unwrap();
