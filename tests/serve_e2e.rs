@@ -15,7 +15,7 @@ mod cache_common;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,10 +53,13 @@ impl ServePorts {
 struct Serve {
     child: Option<Child>,
     ports: ServePorts,
+    log: PathBuf,
 }
 
 impl Serve {
     fn start(data: &Path, ports: ServePorts, extra: &[&str]) -> Serve {
+        // The log goes to a file beside the data (info level), shown when a test fails.
+        let log = data.with_file_name(format!("serve-{}.log", ports.line));
         let child = Command::new(carbide_exe())
             .arg("serve")
             .arg(format!("--data-dir={}", data.display()))
@@ -69,23 +72,29 @@ impl Serve {
             .arg(format!("--statsd-admin-port={}", ports.statsd_admin))
             .arg("--metric-interval=0")
             .args(extra)
-            .env("CARBIDE_LOG", "warn")
+            .env("CARBIDE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut s = Serve {
             child: Some(child),
             ports,
+            log,
         };
         wait_until(Duration::from_secs(30), "carbide serve listening", || {
             if let Some(status) = s.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("carbide serve exited at start with {status}");
+                panic!("carbide serve exited at start with {status}:\n{}", s.log());
             }
             TcpStream::connect(("127.0.0.1", ports.line)).is_ok()
         });
         s
+    }
+
+    /// What the server has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then the exit status (which must be success).
@@ -378,8 +387,9 @@ fn serve_sigterm_flushes_statsd_and_keeps_every_point_across_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let ports = ServePorts::free();
-    // A minute between flushes: the counters below reach the cache only by the final flush.
-    let mut serve = Serve::start(&data, ports, &["--statsd-flush-interval=60000"]);
+    // An hour between flushes: the counters below reach the cache only by the final flush,
+    // however slow a loaded machine makes this test.
+    let mut serve = Serve::start(&data, ports, &["--statsd-flush-interval=3600000"]);
     let p = serve.ports;
     wait_until(Duration::from_secs(30), "statsd console up", || {
         TcpStream::connect(("127.0.0.1", p.statsd_admin)).is_ok()
@@ -411,12 +421,13 @@ fn serve_sigterm_flushes_statsd_and_keeps_every_point_across_a_restart() {
         TcpStream::connect(("127.0.0.1", p2.web)).is_ok()
     });
     let (from, until) = (now() - 300, now() + 120);
+    let hits = render(p2.web, "stats_counts.serve.term.hits", from, until);
     assert_eq!(
-        render(p2.web, "stats_counts.serve.term.hits", from, until)
-            .iter()
-            .map(|x| x.1)
-            .sum::<f64>(),
-        15.0
+        hits.iter().map(|x| x.1).sum::<f64>(),
+        15.0,
+        "{hits:?}\nfirst run:\n{}\nsecond run:\n{}",
+        serve.log(),
+        serve2.log()
     );
     assert!(
         render(p2.web, "stats.gauges.serve.term.level", from, until)
