@@ -159,9 +159,9 @@ impl WhisperPersister {
         policy.path_for(&self.root, metric)
     }
 
-    /// Creates the file and returns it open for the first update, or `None` when another writer
-    /// created it first (the caller opens it as usual).
-    fn create(&self, path: &Path, metric: &str) -> Result<Option<WhisperFile>, PersistError> {
+    /// Creates the file holding `points`; `false` when another writer created it first (the
+    /// caller then updates it as usual).
+    fn create(&self, path: &Path, metric: &str, points: &[Point]) -> Result<bool, PersistError> {
         let policy = self.policy.read().clone();
         let spec = policy.create_spec(metric).ok_or(PersistError::NoSchema)?;
         let dir = path.parent();
@@ -184,10 +184,10 @@ impl WhisperPersister {
             fallocate: self.settings.fallocate,
             lock: self.settings.lock,
         };
-        match file::create_open(path, &spec.archives, &opts) {
-            Ok(db) => Ok(Some(db)),
+        match file::create_with_points(path, &spec.archives, &opts, points, now()) {
+            Ok(()) => Ok(true),
             // Another writer won the race: the file is there, which is all we wanted.
-            Err(carbide_whisper::Error::InvalidConfiguration(m)) if m.contains("already exists") => Ok(None),
+            Err(carbide_whisper::Error::InvalidConfiguration(m)) if m.contains("already exists") => Ok(false),
             Err(e) => {
                 if let Some(dir) = dir {
                     self.dirs.lock().remove(dir);
@@ -201,7 +201,6 @@ impl WhisperPersister {
 impl Persister for WhisperPersister {
     fn persist(&self, metric: &str, points: &[Point], throttled: bool) -> Result<Outcome, PersistError> {
         let path = self.path_for(metric)?;
-        let mut created = false;
         let mut db = match WhisperFile::open_path(&path, true, self.settings.lock) {
             Ok(db) => db,
             Err(carbide_whisper::Error::FileIo { source, .. })
@@ -210,16 +209,15 @@ impl Persister for WhisperPersister {
                 if throttled && self.creates.try_take().is_err() {
                     return Ok(Outcome::CreateDeferred);
                 }
-                created = true;
-                match self.create(&path, metric)? {
-                    Some(db) => db,
-                    None => WhisperFile::open_path(&path, true, self.settings.lock).map_err(classify)?,
+                if self.create(&path, metric, points)? {
+                    return Ok(Outcome::Written { created: true });
                 }
+                WhisperFile::open_path(&path, true, self.settings.lock).map_err(classify)?
             }
             Err(e) => return Err(classify(e)),
         };
         db.update_many(points, now())
             .map_err(|e| classify(e.with_path(&path)))?;
-        Ok(Outcome::Written { created })
+        Ok(Outcome::Written { created: false })
     }
 }

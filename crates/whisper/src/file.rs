@@ -55,37 +55,91 @@ pub fn create(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Resu
 /// [`create`], keeping the new file open for writing (and locked, with `opts.lock`): a writer that
 /// creates a file and then updates it saves the re-open, re-stat and header read.
 pub fn create_open(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Result<WhisperFile, Error> {
+    let header = new_header(archives, opts)?;
+    let file = open_new(path)?;
+    // No fsync: whisper.py syncs a new file only with AUTOFLUSH (carbon's WHISPER_AUTOFLUSH, off by
+    // default), and an fdatasync per create cost ~2.6 ms a file here, the bulk of creating 100 k.
+    match fill_new_file(&file, &header, opts) {
+        Ok(()) => Ok(Whisper::new_file(file, header)),
+        Err(e) => Err(abandon(file, path, e)),
+    }
+}
+
+/// Files up to this size are built in memory by [`create_with_points`] and written with one call.
+const IMAGE_LIMIT: u64 = 1 << 20;
+
+/// Creates a file holding `points`: the same bytes as [`create_open`] followed by `update_many`.
+/// A file that is neither sparse nor fallocated, and small, is built in memory and written with a
+/// single pwrite, because each write to a new file costs the kernel again: creating 50 000 files
+/// of 4.3 KB cost 13-16 µs of system time each written whole, 21-26 µs as header, zeros and points.
+/// An update the points fail still leaves the file created (empty), as the two steps would.
+pub fn create_with_points(
+    path: &Path,
+    archives: &[Retention],
+    opts: &CreateOptions,
+    points: &[Point],
+    now: i64,
+) -> Result<(), Error> {
+    let header = new_header(archives, opts)?;
+    if opts.sparse || opts.fallocate || header.file_size() > IMAGE_LIMIT || points.is_empty() {
+        let mut db = create_open(path, archives, opts)?;
+        return db.update_many(points, now).map_err(|e| e.with_path(path));
+    }
+    let empty_image = |header: &Header| {
+        let mut image = header.encode();
+        image.resize(header.file_size() as usize, 0);
+        image
+    };
+    let mut db = Whisper::new_file(empty_image(&header), header.clone());
+    let updated = db.update_many(points, now);
+    let image = match updated {
+        Ok(()) => db.into_inner(),
+        Err(_) => empty_image(&header),
+    };
+    let file = open_new(path)?;
+    let written = if opts.lock { file.lock() } else { Ok(()) }.and_then(|()| {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&image, 0)
+    });
+    if let Err(e) = written {
+        return Err(abandon(file, path, e));
+    }
+    updated.map_err(|e| e.with_path(path))
+}
+
+/// The header of a new file, after whisper.py's checks of the archive list and xFilesFactor.
+fn new_header(archives: &[Retention], opts: &CreateOptions) -> Result<Header, Error> {
     let mut archives = archives.to_vec();
     validate_archive_list(&mut archives)?;
     if !(0.0..=1.0).contains(&opts.x_files_factor) {
         return Err(Error::InvalidXFilesFactor(opts.x_files_factor));
     }
-    let header = Header::for_new_file(&archives, opts.aggregation, opts.x_files_factor as f32)?;
-    let file = match OpenOptions::new()
+    Header::for_new_file(&archives, opts.aggregation, opts.x_files_factor as f32)
+}
+
+/// Opens `path` only if this call creates it; an existing file is whisper.py's "already exists".
+fn open_new(path: &Path) -> Result<File, Error> {
+    match OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(path)
     {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(Error::InvalidConfiguration(format!(
-                "File {} already exists!",
-                path.display()
-            )));
-        }
-        Err(e) => return Err(Error::Io(e).with_path(path)),
-    };
-    // No fsync: whisper.py syncs a new file only with AUTOFLUSH (carbon's WHISPER_AUTOFLUSH, off by
-    // default), and an fdatasync per create cost ~2.6 ms a file here, the bulk of creating 100 k.
-    match fill_new_file(&file, &header, opts) {
-        Ok(()) => Ok(Whisper::new_file(file, header)),
-        Err(e) => {
-            drop(file);
-            let _ = fs::remove_file(path);
-            Err(Error::Io(e).with_path(path))
-        }
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::InvalidConfiguration(format!(
+            "File {} already exists!",
+            path.display()
+        ))),
+        Err(e) => Err(Error::Io(e).with_path(path)),
     }
+}
+
+/// Closes and removes a new file that could not be completed (a full disk, say), so no
+/// half-written file is left for the next open to call corrupt.
+fn abandon(file: File, path: &Path, e: io::Error) -> Error {
+    drop(file);
+    let _ = fs::remove_file(path);
+    Error::Io(e).with_path(path)
 }
 
 fn fill_new_file(file: &File, header: &Header, opts: &CreateOptions) -> io::Result<()> {
@@ -422,4 +476,71 @@ pub fn resize_into(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure report
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn retentions(layout: &[(u32, u32)]) -> Vec<Retention> {
+        layout
+            .iter()
+            .map(|&(s, p)| Retention {
+                seconds_per_point: s,
+                points: p,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The one-write create gives the bytes of a create followed by update_many, for points
+        /// in and out of the retention, duplicates and all.
+        #[test]
+        fn create_with_points_is_create_then_update_many(
+            spp in prop_oneof![Just(1u32), Just(10), Just(60)],
+            points in 10u32..300,
+            factor in 2u32..6,
+            method in proptest::sample::select(AggregationMethod::ALL.to_vec()),
+            xff in 0.0f64..=1.0,
+            batch in prop::collection::vec((0i64..20_000, -1e9f64..1e9), 0..120),
+        ) {
+            let archives = retentions(&[(spp, points), (spp * factor, points)]);
+            let opts = CreateOptions { x_files_factor: xff, aggregation: method, ..CreateOptions::default() };
+            let batch: Vec<Point> = batch.into_iter().map(|(age, v)| (NOW - age, v)).collect();
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b) = (dir.path().join("a.wsp"), dir.path().join("b.wsp"));
+            create_with_points(&a, &archives, &opts, &batch, NOW).unwrap();
+            create_open(&b, &archives, &opts).unwrap().update_many(&batch, NOW).unwrap();
+            prop_assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+        }
+    }
+
+    #[test]
+    fn create_with_points_keeps_an_existing_file_and_creates_when_points_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wsp");
+        let archives = retentions(&[(60, 100)]);
+        let opts = CreateOptions::default();
+        let p = [(NOW - 60, 1.0)];
+        create_with_points(&path, &archives, &opts, &p, NOW).unwrap();
+        let before = fs::read(&path).unwrap();
+        let again = create_with_points(&path, &archives, &opts, &p, NOW).unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+        assert_eq!(fs::read(&path).unwrap(), before);
+        // A timestamp whisper cannot store fails the update; the file is still created, empty,
+        // as create followed by update_many leaves it.
+        let bad = dir.path().join("bad.wsp");
+        let late = [(1 << 40, 1.0)];
+        assert!(create_with_points(&bad, &archives, &opts, &late, 1 << 40).is_err());
+        let empty = dir.path().join("empty.wsp");
+        create(&empty, &archives, &opts).unwrap();
+        assert_eq!(fs::read(&bad).unwrap(), fs::read(&empty).unwrap());
+    }
 }
