@@ -148,6 +148,10 @@ fn cache_options(args: &CacheArgs) -> Result<(RoleOptions, CarbonSettings)> {
             Some((interface, port)) => addr(interface, *port)?,
             None => None,
         },
+        http: match &settings.http_receiver {
+            Some((interface, port)) => addr(interface, *port)?,
+            None => None,
+        },
         carbonlink: addr(&settings.cache_query_interface, settings.cache_query_port)?,
         admin: Some(args.admin),
         cache: CacheConfig {

@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// carbon's protobuf receiver port (carbon.Payload frames); off unless given, as in carbon.
     #[arg(long)]
     protobuf_port: Option<u16>,
+    /// go-carbon's HTTP receiver port (POST lines, pickle or protobuf); off unless given.
+    #[arg(long)]
+    http_port: Option<u16>,
     /// Pickle protocol port; 0 turns it off.
     #[arg(long, default_value_t = 2004)]
     pickle_port: u16,
@@ -168,6 +171,7 @@ fn serve_options(args: &ServeArgs) -> Result<RoleOptions> {
         line_udp: args.udp_port.and_then(at),
         pickle: at(args.pickle_port),
         protobuf: args.protobuf_port.and_then(at),
+        http: args.http_port.and_then(at),
         carbonlink: at(args.carbonlink_port),
         admin: (args.admin_port != 0).then(|| SocketAddr::from(([127, 0, 0, 1], args.admin_port))),
         cache: CacheConfig::default(),

@@ -526,18 +526,20 @@ fn protobuf_frame(name: &str, ts: u32, value: f64) -> Vec<u8> {
 /// The receivers carbon has off by default are there in serve when asked for: plaintext over UDP
 /// and the protobuf receiver.
 #[test]
-fn serve_takes_udp_and_protobuf_when_asked() {
+fn serve_takes_udp_protobuf_and_http_when_asked() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let ports = ServePorts::free();
     let udp = free_udp_port();
     let protobuf = free_port();
+    let http = free_port();
     let serve = Serve::start(
         &data,
         ports,
         &[
             &format!("--udp-port={udp}"),
             &format!("--protobuf-port={protobuf}"),
+            &format!("--http-port={http}"),
         ],
     );
     let p = serve.ports;
@@ -555,5 +557,19 @@ fn serve_takes_udp_and_protobuf_when_asked() {
     });
     within(Duration::from_secs(10), "the udp point in /render", || {
         render(p.web, "serve.udp.m", t - 60, t + 60) == vec![(t, 4.0)]
+    });
+    let line = format!("serve.http.m 6 {t}");
+    let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.0\r\nContent-Length: {}\r\n\r\n{line}",
+        line.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    within(Duration::from_secs(10), "the posted point in /render", || {
+        render(p.web, "serve.http.m", t - 60, t + 60) == vec![(t, 6.0)]
     });
 }

@@ -223,6 +223,9 @@ const KNOWN_EXTRA: &[&str] = &[
     "MAX_UPDATES_PER_SECOND_ON_SHUTDOWN",
     "PROTOBUF_RECEIVER_INTERFACE",
     "PROTOBUF_RECEIVER_PORT",
+    // Carbide's own: go-carbon's HTTP receiver, which carbon does not have.
+    "HTTP_RECEIVER_INTERFACE",
+    "HTTP_RECEIVER_PORT",
     "AMQP_HOST",
     "AMQP_PORT",
     "AMQP_VHOST",
@@ -517,6 +520,9 @@ macro_rules! typed_settings {
             pub max_updates_per_second_on_shutdown: Option<f64>,
             /// PROTOBUF_RECEIVER_INTERFACE and _PORT: the protobuf listener, off unless a port is set.
             pub protobuf_receiver: Option<(String, u16)>,
+            /// HTTP_RECEIVER_INTERFACE and _PORT (carbide's, not carbon's): go-carbon's HTTP POST
+            /// receiver, off unless a port is set.
+            pub http_receiver: Option<(String, u16)>,
             /// CACHE_WRITE_STRATEGY, parsed.
             pub write_strategy: WriteStrategy,
             /// RELAY_METHOD, parsed.
@@ -573,15 +579,21 @@ macro_rules! typed_settings {
                     PyValue::None => None,
                     _ => Some(<f64 as FromPy>::from_py(&ctx, "MAX_UPDATES_PER_SECOND_ON_SHUTDOWN", &shutdown_s)?),
                 };
-                let pb_port = get("PROTOBUF_RECEIVER_PORT");
-                let protobuf_receiver = match pb_port.value {
-                    PyValue::None | PyValue::Int(0) => None,
-                    _ => {
-                        let port = <u16 as FromPy>::from_py(&ctx, "PROTOBUF_RECEIVER_PORT", &pb_port)?;
-                        let iface = text_of(raw, "PROTOBUF_RECEIVER_INTERFACE").unwrap_or_else(|| "0.0.0.0".into());
-                        Some((iface, port))
+                // An optional listener: off without a port (or with 0), on 0.0.0.0 unless told.
+                let listener = |prefix: &str| -> Result<Option<(String, u16)>, ConfigError> {
+                    let key = format!("{prefix}_PORT");
+                    let port_s = get(&key);
+                    match port_s.value {
+                        PyValue::None | PyValue::Int(0) => Ok(None),
+                        _ => {
+                            let port = <u16 as FromPy>::from_py(&ctx, &key, &port_s)?;
+                            let iface = text_of(raw, &format!("{prefix}_INTERFACE")).unwrap_or_else(|| "0.0.0.0".into());
+                            Ok(Some((iface, port)))
+                        }
                     }
                 };
+                let protobuf_receiver = listener("PROTOBUF_RECEIVER")?;
+                let http_receiver = listener("HTTP_RECEIVER")?;
                 let path_setting = |k: &str| -> Result<String, ConfigError> {
                     let s = get(k);
                     let t = path_text(raw, k).ok_or_else(|| ctx.err(&s, k, "a path"))?;
@@ -599,6 +611,7 @@ macro_rules! typed_settings {
                     instance: text_of(raw, "instance"),
                     max_updates_per_second_on_shutdown,
                     protobuf_receiver,
+                    http_receiver,
                     write_strategy,
                     relay_method,
                     destinations,

@@ -79,6 +79,8 @@ pub struct RoleOptions {
     pub pickle: Option<SocketAddr>,
     /// Protobuf listener (PROTOBUF_RECEIVER_*; off unless configured, as in carbon).
     pub protobuf: Option<SocketAddr>,
+    /// go-carbon's HTTP POST receiver (HTTP_RECEIVER_*; a carbide extension, off by default).
+    pub http: Option<SocketAddr>,
     /// Carbonlink listener.
     pub carbonlink: Option<SocketAddr>,
     /// Admin HTTP listener.
@@ -182,6 +184,8 @@ pub struct BoundAddrs {
     pub pickle: Option<SocketAddr>,
     /// Protobuf.
     pub protobuf: Option<SocketAddr>,
+    /// HTTP POST receiver.
+    pub http: Option<SocketAddr>,
     /// Carbonlink.
     pub carbonlink: Option<SocketAddr>,
     /// Admin HTTP.
@@ -295,6 +299,16 @@ impl CacheRole {
             let sock = UdpSocket::bind(a).await?;
             addrs.line_udp = Some(sock.local_addr()?);
             tasks.push(tokio::spawn(run_udp(sock, ingest.clone(), rx.clone())));
+        }
+        if let Some(l) = bind(opts.http, "the HTTP receiver").await? {
+            addrs.http = Some(l.local_addr()?);
+            let st = Arc::new(crate::http_receiver::HttpReceiver {
+                ingest: ingest.clone(),
+                space: space.clone(),
+                max_line: opts.limits.max_line,
+                max_body: crate::http_receiver::DEFAULT_MAX_BODY,
+            });
+            tasks.push(tokio::spawn(crate::http_receiver::run(l, st, rx.clone())));
         }
         if let Some(l) = bind(opts.carbonlink, "carbonlink").await? {
             addrs.carbonlink = Some(l.local_addr()?);

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`ingest`]: what happens to a decoded point: filters, tag normalisation, the cache.
 //! - [`listeners`]: line (TCP, UDP) and pickle receivers with flow control and limits.
+//! - [`http_receiver`]: go-carbon's HTTP POST receiver (lines, pickle, protobuf), off by default.
 //! - [`carbonlink`]: the cache-query server graphite-web talks to.
 //! - [`admin`]: `/admin/cache`, `/admin/flush`, `/admin/writers` and Prometheus `/metrics`.
 //! - [`prometheus`]: the text exposition every role's `/metrics` is written with.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod cache_role;
 pub mod carbonlink;
 pub mod dump;
+pub mod http_receiver;
 pub mod ingest;
 pub mod listeners;
 pub mod prometheus;

@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::ingest::{Ingest, now_f64};
+use crate::ingest::{Ingest, IngestBatch, now_f64};
 
 /// Limits on what clients may make the receivers hold.
 #[derive(Debug, Clone, Copy)]
@@ -297,21 +297,7 @@ async fn line_connection(
             let mut batch = ingest.batch();
             let mut lines = splitter.split(&buf);
             for line in lines.by_ref() {
-                match line {
-                    Ok(raw) => match parse_line(raw, now) {
-                        Ok(p) => {
-                            got = true;
-                            batch.point(p.name, p.value, p.timestamp);
-                        }
-                        // carbon checks the lists before it drops a NaN value or meets an
-                        // unusable timestamp: a listed-out name counts there, not as bad input.
-                        Err(e)
-                            if listed_name(raw, &e).is_some_and(|n| batch.listed_out(n))
-                                || e == LineError::NanValue => {}
-                        Err(e) => ingest.bad_line(peer, raw, &e),
-                    },
-                    Err(e) => ingest.bad_line(peer, b"<line longer than the limit>", &e),
-                }
+                got |= take_line(ingest, peer, line, now, &mut batch) == Took::Point;
             }
             lines.consumed()
         };
@@ -319,6 +305,120 @@ async fn line_connection(
         clocks.after_read(got, !buf.is_empty() || splitter.is_discarding());
         if eof {
             return Ok(());
+        }
+    }
+}
+
+/// What became of one received line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Took {
+    /// A point went into the batch.
+    Point,
+    /// Dropped as carbon drops it, silently or by the lists (NaN, a listed-out name).
+    Dropped,
+    /// Not understood: counted and logged.
+    Bad,
+}
+
+/// One line from a [`LineSplitter`] into the batch. A bad line is counted and logged.
+pub(crate) fn take_line<'n>(
+    ingest: &Ingest,
+    peer: &str,
+    line: Result<&'n [u8], LineError>,
+    now: f64,
+    batch: &mut IngestBatch<'_, 'n>,
+) -> Took {
+    match line {
+        Ok(raw) => match parse_line(raw, now) {
+            Ok(p) => {
+                batch.point(p.name, p.value, p.timestamp);
+                Took::Point
+            }
+            // carbon checks the lists before it drops a NaN value or meets an unusable
+            // timestamp: a listed-out name counts there, not as bad input.
+            Err(e)
+                if listed_name(raw, &e).is_some_and(|n| batch.listed_out(n)) || e == LineError::NanValue =>
+            {
+                Took::Dropped
+            }
+            Err(e) => {
+                ingest.bad_line(peer, raw, &e);
+                Took::Bad
+            }
+        },
+        Err(e) => {
+            ingest.bad_line(peer, b"<line longer than the limit>", &e);
+            Took::Bad
+        }
+    }
+}
+
+/// One pickle payload (`[(name, (timestamp, value)), ...]`) into the batch; whether it held a
+/// point. A payload that does not decode is counted and logged, as is each bad entry.
+pub(crate) fn take_pickle(
+    ingest: &Ingest,
+    peer: &str,
+    payload: &[u8],
+    batch: &mut IngestBatch<'_, '_>,
+) -> Result<bool, ()> {
+    let mut got = false;
+    match decode_points(payload, now_f64(), &Limits::default()) {
+        Ok(entries) => {
+            for entry in entries {
+                match entry {
+                    Ok(p) => {
+                        got = true;
+                        batch.point_now(&p.name, p.value, p.timestamp);
+                    }
+                    // The lists come first in carbon, as for lines.
+                    Err(e)
+                        if e.listed_name().is_some_and(|n| batch.listed_out(n))
+                            || matches!(e, EntryError::NanValue { .. }) => {}
+                    Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
+                }
+            }
+            Ok(got)
+        }
+        Err(e) => {
+            ingest.bad_line(peer, b"<pickle frame>", &e);
+            Err(())
+        }
+    }
+}
+
+/// One protobuf payload (carbon's `Payload`) into the batch; whether it held a point. A payload
+/// that does not decode is lost whole, as `Payload.FromString` raising `DecodeError` in carbon.
+pub(crate) fn take_protobuf(
+    ingest: &Ingest,
+    peer: &str,
+    payload: &[u8],
+    batch: &mut IngestBatch<'_, '_>,
+) -> Result<bool, ()> {
+    let mut got = false;
+    match decode_payload(payload) {
+        Ok(decoded) => {
+            for p in &decoded.points {
+                got = true;
+                // NaN is dropped silently, as carbon's metricReceived does, after the lists (a
+                // uint32 timestamp is always one `int()` takes).
+                if p.value.is_nan() {
+                    batch.listed_out(p.name);
+                } else {
+                    batch.point_now(p.name, p.value, f64::from(p.timestamp));
+                }
+            }
+            if let Some(stop) = decoded.stopped_early_at {
+                tracing::debug!(
+                    peer,
+                    at = stop,
+                    "protobuf payload ends early (tag 0 or end-group); the rest of the frame is ignored, as carbon does"
+                );
+            }
+            Ok(got)
+        }
+        Err(e) => {
+            ingest.bad_line(peer, b"<protobuf frame>", &e);
+            Err(())
         }
     }
 }
@@ -334,7 +434,6 @@ async fn pickle_connection(
     limits: ReceiverLimits,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let pickle_limits = Limits::default();
     let frames = Framed {
         stream,
         peer,
@@ -346,28 +445,7 @@ async fn pickle_connection(
         wire: "pickle",
     };
     frames
-        .run(|payload, batch| {
-            let mut got = false;
-            match decode_points(payload, now_f64(), &pickle_limits) {
-                Ok(entries) => {
-                    for entry in entries {
-                        match entry {
-                            Ok(p) => {
-                                got = true;
-                                batch.point_now(&p.name, p.value, p.timestamp);
-                            }
-                            // The lists come first in carbon, as for lines.
-                            Err(e)
-                                if e.listed_name().is_some_and(|n| batch.listed_out(n))
-                                    || matches!(e, EntryError::NanValue { .. }) => {}
-                            Err(e) => ingest.bad_line(peer, b"<pickle entry>", &e),
-                        }
-                    }
-                }
-                Err(e) => ingest.bad_line(peer, b"<pickle frame>", &e),
-            }
-            got
-        })
+        .run(|payload, batch| take_pickle(ingest, peer, payload, batch).unwrap_or(false))
         .await
 }
 
@@ -393,32 +471,7 @@ async fn protobuf_connection(
         wire: "protobuf",
     };
     frames
-        .run(|payload, batch| {
-            let mut got = false;
-            match decode_payload(payload) {
-                Ok(decoded) => {
-                    for p in &decoded.points {
-                        got = true;
-                        // NaN is dropped silently, as carbon's metricReceived does, after the
-                        // lists (a uint32 timestamp is always one `int()` takes).
-                        if p.value.is_nan() {
-                            batch.listed_out(p.name);
-                        } else {
-                            batch.point_now(p.name, p.value, f64::from(p.timestamp));
-                        }
-                    }
-                    if let Some(stop) = decoded.stopped_early_at {
-                        tracing::debug!(
-                            peer,
-                            at = stop,
-                            "protobuf payload ends early (tag 0 or end-group); the rest of the frame is ignored, as carbon does"
-                        );
-                    }
-                }
-                Err(e) => ingest.bad_line(peer, b"<protobuf frame>", &e),
-            }
-            got
-        })
+        .run(|payload, batch| take_protobuf(ingest, peer, payload, batch).unwrap_or(false))
         .await
 }
 
