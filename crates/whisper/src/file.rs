@@ -487,14 +487,11 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
-    fn retentions(layout: &[(u32, u32)]) -> Vec<Retention> {
-        layout
-            .iter()
-            .map(|&(s, p)| Retention {
-                seconds_per_point: s,
-                points: p,
-            })
-            .collect()
+    fn retention(seconds_per_point: u32, points: u32) -> Retention {
+        Retention {
+            seconds_per_point,
+            points,
+        }
     }
 
     proptest! {
@@ -511,7 +508,7 @@ mod tests {
             xff in 0.0f64..=1.0,
             batch in prop::collection::vec((0i64..20_000, -1e9f64..1e9), 0..120),
         ) {
-            let archives = retentions(&[(spp, points), (spp * factor, points)]);
+            let archives = [retention(spp, points), retention(spp * factor, points)];
             let opts = CreateOptions { x_files_factor: xff, aggregation: method, ..CreateOptions::default() };
             let batch: Vec<Point> = batch.into_iter().map(|(age, v)| (NOW - age, v)).collect();
             let dir = tempfile::tempdir().unwrap();
@@ -526,7 +523,7 @@ mod tests {
     fn create_with_points_keeps_an_existing_file_and_creates_when_points_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.wsp");
-        let archives = retentions(&[(60, 100)]);
+        let archives = [retention(60, 100)];
         let opts = CreateOptions::default();
         let p = [(NOW - 60, 1.0)];
         create_with_points(&path, &archives, &opts, &p, NOW).unwrap();
