@@ -136,15 +136,35 @@ fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> Result<UdpSocket, ServerErr
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     sock.set_reuse_port(true).map_err(err)?;
     if recv_buffer > 0 {
-        // The kernel caps this at net.core.rmem_max; a smaller buffer is not fatal.
-        if let Err(e) = sock.set_recv_buffer_size(recv_buffer) {
-            tracing::warn!(error = %e, "statsd: cannot set SO_RCVBUF");
-        }
+        set_recv_buffer(&sock, recv_buffer);
     }
     sock.bind(&addr.into()).map_err(err)?;
     let sock: UdpSocket = sock.into();
     sock.set_read_timeout(Some(POLL)).map_err(err)?;
     Ok(sock)
+}
+
+/// Asks for `want` bytes of receive buffer: a burst bigger than the buffer is lost in the kernel.
+/// SO_RCVBUF is capped at net.core.rmem_max (208 KiB unless raised), so a privileged process
+/// forces it (SO_RCVBUFFORCE); otherwise the cap is logged once, with the sysctl that lifts it.
+fn set_recv_buffer(sock: &Socket, want: usize) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    // Linux reports twice what was asked for (its bookkeeping), and caps silently.
+    let enough = |s: &Socket| s.recv_buffer_size().is_ok_and(|got| got / 2 >= want);
+    let _ = sock.set_recv_buffer_size(want);
+    if enough(sock)
+        || (rustix::net::sockopt::set_socket_recv_buffer_size_force(sock, want).is_ok() && enough(sock))
+    {
+        return;
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        let got = sock.recv_buffer_size().map_or(0, |g| g / 2);
+        tracing::warn!(
+            wanted = want,
+            got,
+            "statsd: the UDP receive buffer is capped by net.core.rmem_max; bursts beyond it are dropped by the kernel (raise it: sysctl -w net.core.rmem_max={want})"
+        );
+    }
 }
 
 /// `n` UDP sockets on one port with `SO_REUSEPORT`; port 0 picks a free port for all of them.
@@ -611,5 +631,36 @@ impl StatsdServer {
 impl Drop for StatsdServer {
     fn drop(&mut self) {
         self.stop_threads();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure report
+
+    use super::*;
+
+    /// The buffer asked for is what the sockets get, up to what the kernel allows this process.
+    #[test]
+    fn receivers_get_the_receive_buffer_asked_for() {
+        // Over this machine's net.core.rmem_max (4 MiB), so only forcing can grant it.
+        let want = 8 << 20;
+        let (_, socks) = bind_udp_group("127.0.0.1:0".parse().unwrap(), 2, want).unwrap();
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Whether this process may force a buffer at all, asked of a socket of its own.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let forced = rustix::net::sockopt::set_socket_recv_buffer_size_force(&probe, want).is_ok();
+        let floor = if forced { want } else { want.min(rmem_max) };
+        for s in socks {
+            let got = rustix::net::sockopt::socket_recv_buffer_size(&s).unwrap() / 2;
+            assert!(
+                got >= floor,
+                "SO_RCVBUF {got} < {floor} (rmem_max {rmem_max}, forced {forced})"
+            );
+        }
     }
 }
