@@ -118,8 +118,10 @@ pub async fn run_tcp(
             let peer = peer.to_string();
             let result = match wire {
                 Wire::Line => line_connection(stream, &peer, &ingest, &space, limits, shutdown).await,
-                Wire::Pickle => pickle_connection(stream, &peer, &ingest, &space, limits, shutdown).await,
-                Wire::Protobuf => protobuf_connection(stream, &peer, &ingest, &space, limits, shutdown).await,
+                Wire::Pickle | Wire::Protobuf => {
+                    let pickle = wire == Wire::Pickle;
+                    framed_connection(stream, &peer, &ingest, &space, limits, shutdown, pickle).await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection closed");
@@ -423,16 +425,21 @@ pub(crate) fn take_protobuf(
     }
 }
 
-/// A pickle connection: length-prefixed frames of `[(name, (timestamp, value)), ...]`, decoded by
-/// the safe pickle VM. A bad frame or entry is counted and skipped; a frame over the size limit
-/// drops the connection, as carbon does.
-async fn pickle_connection(
+/// A pickle or protobuf connection: carbon's length-prefixed frames. Pickle frames are
+/// `[(name, (timestamp, value)), ...]`, decoded by the safe pickle VM, up to
+/// PICKLE_RECEIVER_MAX_LENGTH; a bad frame or entry is counted and skipped. Protobuf frames are
+/// carbon's `Payload`, always under carbon's fixed 2**20 limit
+/// (`MetricProtobufReceiver.MAX_LENGTH`); one that does not decode is lost whole, as
+/// `Payload.FromString` raising `DecodeError` does in carbon. A frame over the limit drops the
+/// connection, as carbon does; anything else leaves it open.
+async fn framed_connection(
     stream: TcpStream,
     peer: &str,
     ingest: &Ingest,
     space: &Notify,
     limits: ReceiverLimits,
     shutdown: watch::Receiver<bool>,
+    pickle: bool,
 ) -> std::io::Result<()> {
     let frames = Framed {
         stream,
@@ -441,37 +448,22 @@ async fn pickle_connection(
         space,
         limits,
         shutdown,
-        max_frame: limits.max_frame,
-        wire: "pickle",
+        max_frame: if pickle {
+            limits.max_frame
+        } else {
+            PROTOBUF_MAX_FRAME
+        },
+        wire: if pickle { "pickle" } else { "protobuf" },
     };
     frames
-        .run(|payload, batch| take_pickle(ingest, peer, payload, batch).unwrap_or(false))
-        .await
-}
-
-/// A protobuf connection: frames as the pickle receiver's, but always carbon's fixed 2**20 limit
-/// (`MetricProtobufReceiver.MAX_LENGTH`). A payload that does not decode loses the whole frame, as
-/// `Payload.FromString` raising `DecodeError` does in carbon; the connection lives on.
-async fn protobuf_connection(
-    stream: TcpStream,
-    peer: &str,
-    ingest: &Ingest,
-    space: &Notify,
-    limits: ReceiverLimits,
-    shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let frames = Framed {
-        stream,
-        peer,
-        ingest,
-        space,
-        limits,
-        shutdown,
-        max_frame: PROTOBUF_MAX_FRAME,
-        wire: "protobuf",
-    };
-    frames
-        .run(|payload, batch| take_protobuf(ingest, peer, payload, batch).unwrap_or(false))
+        .run(|payload, batch| {
+            let took = if pickle {
+                take_pickle(ingest, peer, payload, batch)
+            } else {
+                take_protobuf(ingest, peer, payload, batch)
+            };
+            took.unwrap_or(false)
+        })
         .await
 }
 
