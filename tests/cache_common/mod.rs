@@ -531,25 +531,8 @@ pub fn wsp_path(root: &Path, metric: &str) -> PathBuf {
     root.join(format!("{}.wsp", metric.replace('.', "/")))
 }
 
-/// Polls `cond` every 100 ms until true; panics with `what` after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use carbide_testkit::{now, wait_until};
 
 /// The values of a fetch of one untagged metric over the last hour (1 s archive), keyed by
 /// timestamp, non-empty slots only.

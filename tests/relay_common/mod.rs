@@ -228,22 +228,5 @@ PICKLE_RECEIVER_PORT = {pickle}
 
 pub use carbide_testkit::free_port;
 
-/// Polls `cond` every 50 ms until it holds, failing after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use carbide_testkit::{now, wait_until};
