@@ -18,7 +18,7 @@ mod graphite_web;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use cache_common::{Kind, Ports, Server, free_port, now, send, wait_until, write_
 /// An HTTP listener that answers 200 to everything and keeps the `path` fields POSTed to
 /// `/tags/tagMultiSeries`.
 fn tag_sink() -> (u16, Arc<Mutex<BTreeSet<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = carbide_testkit::listen();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(BTreeSet::new()));
     let seen = got.clone();
@@ -178,8 +178,12 @@ impl Web {
             .env("CARBIDE_LOG", "warn")
             .spawn()
             .unwrap();
-        let web = Web(child);
+        let mut web = Web(child);
         wait_until(Duration::from_secs(30), "carbide web answers", || {
+            // What answers must be this web, not something else given the port meanwhile.
+            if let Some(st) = web.0.try_wait().unwrap() {
+                panic!("carbide web on port {port} exited with {st}");
+            }
             !http_get(port, "/version").is_empty()
         });
         web
@@ -231,7 +235,15 @@ fn carbide_web_is_the_tag_database_of_a_standalone_cache() {
     });
     drop(web);
     let _web = Web::start(&whisper, web_port);
-    assert_eq!(points(web_port), vec![5.0], "after the web restarted");
+    // Known at once from the tag log (the file's name is hashed).
+    assert_eq!(
+        points(web_port),
+        vec![5.0],
+        "after the web restarted: {}\ntag log: {:?}\nfiles: {:?}",
+        http_get(web_port, &render),
+        std::fs::read_to_string(whisper.join(".carbide-tags.log")),
+        cache_common::files(&whisper)
+    );
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers fail loudly
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,11 +100,7 @@ fn refused(args: &[&str]) -> String {
 
 /// Starts `carbide web` with `args` on a free port and waits for it to answer.
 fn start_web(data_dir: &std::path::Path, args: &[&str]) -> (Kill, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = carbide_testkit::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_carbide"))
         .args(["web", "--data-dir"])
         .arg(data_dir)

@@ -20,7 +20,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -193,7 +193,7 @@ fn try_steps(case: &str, config: Value, phases: &[Vec<Step<'_>>]) -> Result<(), 
     let dir = common::statsd_dir();
     let node_bin = common::node();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = carbide_testkit::listen();
     let graphite_port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {

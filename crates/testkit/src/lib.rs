@@ -39,6 +39,24 @@ pub fn free_port() -> u16 {
     fresh(|| Some(TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port()))
 }
 
+/// A loopback TCP listener on a port this process never handed out. A test's own fake server
+/// must bind through this: bound to port 0 directly, it could be given the port a server of
+/// another test released a moment ago to restart on (a CI run failed so: a fake tag database
+/// answered in place of a restarted `carbide web`).
+pub fn listen() -> TcpListener {
+    // Ports refused here stay bound until the end, so the kernel does not offer them again.
+    let mut refused = Vec::new();
+    for _ in 0..10_000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("a bound listener's address").port();
+        if claim(port) {
+            return l;
+        }
+        refused.push(l);
+    }
+    panic!("no free loopback port after 10 000 tries");
+}
+
 /// A loopback UDP port nobody holds, distinct from every other one this process got.
 pub fn free_udp_port() -> u16 {
     fresh(|| Some(UdpSocket::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port()))
@@ -83,6 +101,7 @@ mod tests {
             assert!(seen.insert(free_port()));
             assert!(seen.insert(free_udp_port()));
             assert!(seen.insert(free_tcp_udp_port()));
+            assert!(seen.insert(listen().local_addr().unwrap().port()));
         }
     }
 }

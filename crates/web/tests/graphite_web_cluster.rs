@@ -12,7 +12,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -313,7 +312,7 @@ fn finds_asked(asked: &Mutex<Vec<String>>) -> Vec<Vec<(String, String)>> {
 /// A cluster server that finds and renders nothing (an empty list in the format asked) and
 /// records the request target of everything it is asked; its port and the record.
 fn recorder() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = carbide_testkit::listen();
     let port = listener.local_addr().unwrap().port();
     let asked = Arc::new(Mutex::new(Vec::new()));
     let record = asked.clone();

@@ -208,7 +208,7 @@ pub fn start_ours(
         limits: Default::default(),
         cluster,
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = carbide_testkit::listen();
     let ours = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
