@@ -98,7 +98,8 @@ async fn receive(
     wait_for_space(&st.ingest, &st.space).await;
     let peer = peer.to_string();
     let ingest = &st.ingest;
-    match format_of(&headers) {
+    let format = format_of(&headers);
+    match format {
         Format::Plain => {
             let (mut lines_seen, mut points, mut bad) = (0u64, 0u64, 0u64);
             // The body is complete, so a last line without its newline is whole, not cut off.
@@ -132,7 +133,7 @@ async fn receive(
         }
         Format::Pickle | Format::Protobuf => {
             let mut batch = ingest.batch();
-            let taken = if format_of(&headers) == Format::Pickle {
+            let taken = if format == Format::Pickle {
                 take_pickle(ingest, &peer, &body, &mut batch)
             } else {
                 take_protobuf(ingest, &peer, &body, &mut batch)
