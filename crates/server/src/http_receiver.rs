@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::ingest::{Ingest, now_f64};
-use crate::listeners::{Took, take_line, take_pickle, take_protobuf, wait_for_space};
+use crate::listeners::{Took, take_frame, take_line, wait_for_space};
 
 /// go-carbon's `max-message-size` default: 64 MiB.
 pub const DEFAULT_MAX_BODY: usize = 64 << 20;
@@ -133,11 +133,7 @@ async fn receive(
         }
         Format::Pickle | Format::Protobuf => {
             let mut batch = ingest.batch();
-            let taken = if format == Format::Pickle {
-                take_pickle(ingest, &peer, &body, &mut batch)
-            } else {
-                take_protobuf(ingest, &peer, &body, &mut batch)
-            };
+            let taken = take_frame(format == Format::Pickle, ingest, &peer, &body, &mut batch);
             drop(batch);
             match taken {
                 Ok(_) => (StatusCode::OK, String::new()),

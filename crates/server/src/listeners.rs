@@ -355,9 +355,25 @@ pub(crate) fn take_line<'n>(
     }
 }
 
+/// One pickle (`pickle`) or protobuf payload into the batch: see [`take_pickle`] and
+/// [`take_protobuf`].
+pub(crate) fn take_frame(
+    pickle: bool,
+    ingest: &Ingest,
+    peer: &str,
+    payload: &[u8],
+    batch: &mut IngestBatch<'_, '_>,
+) -> Result<bool, ()> {
+    if pickle {
+        take_pickle(ingest, peer, payload, batch)
+    } else {
+        take_protobuf(ingest, peer, payload, batch)
+    }
+}
+
 /// One pickle payload (`[(name, (timestamp, value)), ...]`) into the batch; whether it held a
 /// point. A payload that does not decode is counted and logged, as is each bad entry.
-pub(crate) fn take_pickle(
+fn take_pickle(
     ingest: &Ingest,
     peer: &str,
     payload: &[u8],
@@ -390,7 +406,7 @@ pub(crate) fn take_pickle(
 
 /// One protobuf payload (carbon's `Payload`) into the batch; whether it held a point. A payload
 /// that does not decode is lost whole, as `Payload.FromString` raising `DecodeError` in carbon.
-pub(crate) fn take_protobuf(
+fn take_protobuf(
     ingest: &Ingest,
     peer: &str,
     payload: &[u8],
@@ -456,14 +472,7 @@ async fn framed_connection(
         wire: if pickle { "pickle" } else { "protobuf" },
     };
     frames
-        .run(|payload, batch| {
-            let took = if pickle {
-                take_pickle(ingest, peer, payload, batch)
-            } else {
-                take_protobuf(ingest, peer, payload, batch)
-            };
-            took.unwrap_or(false)
-        })
+        .run(|payload, batch| take_frame(pickle, ingest, peer, payload, batch).unwrap_or(false))
         .await
 }
 

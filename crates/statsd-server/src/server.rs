@@ -180,15 +180,26 @@ pub(crate) fn bind_udp_group(
     // holds with SO_REUSEPORT too (the kernel counts it as shareable): the groups then merge, or
     // the next bind fails (seen in parallel tests). A plain socket is given a port nobody holds;
     // the group binds there, again if the port is taken in between.
-    let mut last = None;
-    for _ in 0..8 {
+    on_fresh_ports(addr, || {
         let probe = std::net::UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let free = probe
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
         drop(probe);
-        match bind_udp_group_at(free, n, recv_buffer) {
-            Ok(group) => return Ok(group),
+        Ok(bind_udp_group_at(free, n, recv_buffer))
+    })
+}
+
+/// Runs `attempt` until its bind succeeds, at most 8 times: each attempt picks a fresh port,
+/// which another process may take before it is bound. An outer error ends the tries at once.
+fn on_fresh_ports<T>(
+    addr: SocketAddr,
+    mut attempt: impl FnMut() -> Result<Result<T, ServerError>, ServerError>,
+) -> Result<T, ServerError> {
+    let mut last = None;
+    for _ in 0..8 {
+        match attempt()? {
+            Ok(bound) => return Ok(bound),
             Err(e) => last = Some(e),
         }
     }
@@ -228,20 +239,12 @@ fn bind_receivers(options: &ServerOptions) -> Result<(Option<UdpGroup>, Option<T
         let group = bind_udp_group(udp, options.receivers, options.recv_buffer)?;
         return Ok((Some(group), Some(tcp_bind(tcp)?)));
     }
-    let mut last = None;
-    for _ in 0..8 {
+    on_fresh_ports(tcp, || {
         let group = bind_udp_group(udp, options.receivers, options.recv_buffer)?;
         let mut at = tcp;
         at.set_port(group.0.port());
-        match tcp_bind(at) {
-            Ok(listener) => return Ok((Some(group), Some(listener))),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or(ServerError::Bind {
-        addr: tcp,
-        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
-    }))
+        Ok(tcp_bind(at).map(|listener| (Some(group), Some(listener))))
+    })
 }
 
 /// A UDP port's address and the `SO_REUSEPORT` sockets that share it.

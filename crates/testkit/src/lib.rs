@@ -41,8 +41,8 @@ pub fn free_port() -> u16 {
 
 /// A loopback TCP listener on a port this process never handed out. A test's own fake server
 /// must bind through this: bound to port 0 directly, it could be given the port a server of
-/// another test released a moment ago to restart on (a CI run failed so: a fake tag database
-/// answered in place of a restarted `carbide web`).
+/// another test released a moment ago to restart on, and answer in its place (suspected, not
+/// shown, in a CI run where a restarted `carbide web` seemed to know no series).
 pub fn listen() -> TcpListener {
     // Ports refused here stay bound until the end, so the kernel does not offer them again.
     let mut refused = Vec::new();

@@ -55,7 +55,11 @@ pub fn create(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Resu
 /// [`create`], keeping the new file open for writing (and locked, with `opts.lock`): a writer that
 /// creates a file and then updates it saves the re-open, re-stat and header read.
 pub fn create_open(path: &Path, archives: &[Retention], opts: &CreateOptions) -> Result<WhisperFile, Error> {
-    let header = new_header(archives, opts)?;
+    create_filled(path, new_header(archives, opts)?, opts)
+}
+
+/// [`create_open`] with the header already made.
+fn create_filled(path: &Path, header: Header, opts: &CreateOptions) -> Result<WhisperFile, Error> {
     let file = open_new(path)?;
     // No fsync: whisper.py syncs a new file only with AUTOFLUSH (carbon's WHISPER_AUTOFLUSH, off by
     // default), and an fdatasync per create cost ~2.6 ms a file here, the bulk of creating 100 k.
@@ -85,7 +89,7 @@ pub fn create_with_points(
 ) -> Result<(), Error> {
     let header = new_header(archives, opts)?;
     if opts.sparse || header.file_size() > IMAGE_LIMIT || points.is_empty() {
-        let mut db = create_open(path, archives, opts)?;
+        let mut db = create_filled(path, header, opts)?;
         return db.update_many(points, now).map_err(|e| e.with_path(path));
     }
     let empty_image = |header: &Header| {
